@@ -1,0 +1,237 @@
+"""The Runtime: one plugin manager, its registries, its sandboxes and processes. No globals."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pluggy
+from pydantic import BaseModel, ValidationError
+
+from . import _plugins, hookspecs
+from ._registry import (
+    AgentRegistry,
+    BackendRegistry,
+    EnvironmentRegistry,
+    Registry,
+    ToolCallParserRegistry,
+    ToolRegistry,
+    ToolSpec,
+    ToolsetRegistry,
+    VerifierRegistry,
+)
+from ._toolsets import resolve_toolsets
+from .config import HermesConfig, validation_message
+from .context import ToolContext
+from .errors import ConfigError, PluginError
+from .sandbox import Sandbox
+
+__all__ = ["Runtime"]
+
+# (hook name, registry attribute), in the order the hooks are called.
+_HOOKS = (
+    ("hermes_register_backends", "backends"),
+    ("hermes_register_tools", "tools"),
+    ("hermes_register_toolsets", "toolsets"),
+    ("hermes_register_tool_call_parsers", "parsers"),
+    ("hermes_register_environments", "environments"),
+    ("hermes_register_verifiers", "verifiers"),
+    ("hermes_register_agents", "agents"),
+)
+
+
+class Runtime:
+    """Owns a fresh plugin manager, the registries it fills, and everything rollouts start.
+
+    Args:
+        config: settings (toolsets, backend, custom toolsets, output bound).
+        plugins: extra plugin objects (modules or classes with ``@hookimpl`` methods), registered
+            after the installed ones; handy in tests and notebooks.
+        load_installed: load entry-point plugins (built-ins always load unless disabled by name).
+
+    Raises:
+        PluginError: a plugin failed to import or to register.
+        DuplicateNameError: two plugins registered the same name.
+    """
+
+    def __init__(
+        self,
+        config: HermesConfig | None = None,
+        *,
+        plugins: Sequence[object] = (),
+        load_installed: bool = True,
+    ):
+        self.id = uuid.uuid4().hex[:12]
+        self.config = config or HermesConfig()
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self.pm.add_hookspecs(hookspecs)
+        self.backends = BackendRegistry()
+        self.tools = ToolRegistry()
+        self.toolsets = ToolsetRegistry()
+        self.parsers = ToolCallParserRegistry()
+        self.environments = EnvironmentRegistry()
+        self.verifiers = VerifierRegistry()
+        self.agents = AgentRegistry()
+        self.plugins = _plugins.load_into(self.pm, _plugins.discover() if load_installed else [])
+        for i, obj in enumerate(plugins):
+            name = getattr(obj, "__name__", None) or f"{type(obj).__name__}-{i}"
+            self.pm.register(obj, name=name)
+            self.plugins.append(_plugins.PluginInfo(name, getattr(obj, "__module__", "?"), "<runtime>", "", False))
+        self._collect()
+        self._add_config_toolsets()
+        self._sandboxes: set[Sandbox] = set()
+        self._processes: Any = None
+        self._counter = 0
+
+    # ------------------------------------------------------------------ plugins
+
+    def _collect(self) -> None:
+        by_name = {p.name: p for p in self.plugins}
+        for hook_name, attr in _HOOKS:
+            registry: Registry[Any] = getattr(self, attr)
+            caller = getattr(self.pm.hook, hook_name)
+            for impl in reversed(caller.get_hookimpls()):  # registration order
+                registry.current_plugin = impl.plugin_name
+                before = set(registry)
+                try:
+                    impl.function(**{a: registry for a in impl.argnames})
+                except PluginError:
+                    raise
+                except Exception as e:
+                    raise PluginError(
+                        f"plugin {impl.plugin_name!r} failed in {hook_name}: {type(e).__name__}: {e}. "
+                        f"Disable it with HERMES_DISABLE_PLUGINS={impl.plugin_name}."
+                    ) from e
+                info = by_name.get(impl.plugin_name)
+                added = [n for n in registry if n not in before]
+                if info is not None and added:
+                    info.registers.setdefault(registry.kind, []).extend(added)
+            registry.current_plugin = "<direct>"
+
+    def _add_config_toolsets(self) -> None:
+        self.toolsets.current_plugin = "config"
+        for name, ts in self.config.custom_toolsets.items():
+            self.toolsets.register(name, tools=ts.tools, includes=ts.includes, description=ts.description)
+        self.toolsets.current_plugin = "<direct>"
+
+    # ------------------------------------------------------------------ tools
+
+    def resolve_toolsets(self, names: Iterable[str]) -> list[str]:
+        """Tool names of the given toolsets (order-stable, de-duplicated)."""
+        return resolve_toolsets(names, self.toolsets, self.tools)
+
+    def tool_specs(self, toolsets: Iterable[str] | None = None) -> dict[str, ToolSpec]:
+        names = self.resolve_toolsets(self.config.toolsets if toolsets is None else toolsets)
+        return {n: self.tools.get(n) for n in names}
+
+    # ------------------------------------------------------------------ sandboxes
+
+    def backend_options(self, backend: str, options: Mapping[str, Any] | BaseModel | None = None) -> BaseModel:
+        """Validate ``options`` with the backend's own model.
+
+        Raises:
+            UnknownNameError: no such backend.
+            ConfigError: an option is invalid (the message names it).
+        """
+        spec = self.backends.get(backend)
+        if isinstance(options, spec.options_model):
+            return options
+        data = options.model_dump() if isinstance(options, BaseModel) else dict(options or {})
+        try:
+            return spec.options_model.model_validate(data)
+        except ValidationError as e:
+            raise ConfigError(validation_message(e, spec.options_model, f"options of backend {backend!r}")) from None
+
+    def new_task_id(self) -> str:
+        self._counter += 1
+        return f"{self.id}-{self._counter}"
+
+    def create_sandbox(
+        self,
+        backend: str = "local",
+        options: Mapping[str, Any] | BaseModel | None = None,
+        *,
+        task_id: str | None = None,
+        labels: Mapping[str, str] | None = None,
+    ) -> Sandbox:
+        """Build (but do not start) a sandbox of ``backend``; it is closed with the runtime."""
+        spec = self.backends.get(backend)
+        opts = self.backend_options(backend, options)
+        task_id = task_id or self.new_task_id()
+        all_labels = {
+            "hermes.rollout": task_id,
+            "hermes.runtime": self.id,
+            "hermes.created": str(int(time.time())),
+            **dict(labels or {}),
+        }
+        sandbox = spec.factory(opts, sandbox_id=task_id, labels=all_labels)
+        self._sandboxes.add(sandbox)
+        return sandbox
+
+    @asynccontextmanager
+    async def rollout(
+        self,
+        task_id: str | None = None,
+        *,
+        backend: str | None = None,
+        options: Mapping[str, Any] | BaseModel | None = None,
+        toolsets: Iterable[str] | None = None,
+    ) -> AsyncIterator[ToolContext]:
+        """A fresh sandbox and its ToolContext; everything is cleaned up on exit, exception or
+        cancellation.
+
+        Args:
+            task_id: the rollout id (default: a fresh one).
+            backend: backend name (default: the config's).
+            options: backend options (default: the config's ``backend_options``).
+            toolsets: toolsets offered to the model (default: the config's).
+        """
+        backend = backend or self.config.backend
+        if options is None and backend == self.config.backend:
+            options = self.config.backend_options
+        tools = self.tool_specs(toolsets)
+        sandbox = self.create_sandbox(backend, options, task_id=task_id)
+        ctx = ToolContext(
+            sandbox, task_id=sandbox.sandbox_id, tools=tools, runtime=self,
+            max_output_chars=self.config.max_output_chars,
+        )
+        try:
+            await sandbox.start()
+            yield ctx
+        finally:
+            try:
+                await ctx.cleanup()
+            finally:
+                self._sandboxes.discard(sandbox)
+
+    # ------------------------------------------------------------------ processes
+
+    @property
+    def processes(self) -> Any:
+        """The background-process registry of this runtime (created on first use)."""
+        if self._processes is None:
+            from ._processes import ProcessRegistry
+
+            self._processes = ProcessRegistry(self)
+        return self._processes
+
+    async def _cleanup_task(self, task_id: str) -> None:
+        if self._processes is not None:
+            await self._processes.kill_task(task_id)
+
+    async def aclose(self) -> None:
+        """Kill every process and close every sandbox this runtime started."""
+        if self._processes is not None:
+            await self._processes.kill_all()
+        sandboxes, self._sandboxes = list(self._sandboxes), set()
+        await asyncio.gather(*(s.close() for s in sandboxes), return_exceptions=True)
+
+    async def __aenter__(self) -> Runtime:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()

@@ -1,0 +1,190 @@
+"""The stateful shell behind the ``terminal`` tool, generic over ``Sandbox.spawn``.
+
+One long-lived ``bash`` per sandbox, fed commands on stdin. Each command is evaluated *in* the
+shell (so ``cd``/``export`` persist) with job control on (so every pipeline gets its own process
+group), stdin from ``/dev/null``, and is followed by a sentinel line carrying its exit status.
+On timeout the foreground job's process groups are killed and the shell lives on; a command that
+never yields (a builtin loop) costs the shell, which is restarted on the next call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+from typing import TYPE_CHECKING
+
+from .errors import SandboxError
+from .sandbox import TIMEOUT_EXIT_CODE, ExecResult, Process
+
+if TYPE_CHECKING:
+    from .sandbox import Sandbox
+
+__all__ = ["ShellSession", "OutputBuffer"]
+
+#: Kill the shell's children that were not background jobs before the command started.
+_KILL_FOREGROUND = r"""
+keep=" $(cat "$2" 2>/dev/null | tr '\n' ' ') "
+for c in $(cat /proc/$1/task/*/children 2>/dev/null); do
+  case "$keep" in *" $c "*) continue;; esac
+  kill -KILL -- "-$c" 2>/dev/null || kill -KILL "$c" 2>/dev/null
+done
+exit 0
+"""
+
+
+class OutputBuffer:
+    """Bytes kept head + tail once past ``limit``, so memory stays bounded."""
+
+    def __init__(self, limit: int = 32 * 1024 * 1024):
+        self.limit = limit
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.dropped = 0
+
+    def append(self, data: bytes) -> None:
+        if len(self.head) < self.limit // 2:
+            room = self.limit // 2 - len(self.head)
+            self.head += data[:room]
+            data = data[room:]
+        if data:
+            self.tail += data
+            excess = len(self.tail) - self.limit // 2
+            if excess > 0:
+                del self.tail[:excess]
+                self.dropped += excess
+
+    def getvalue(self) -> bytes:
+        if not self.dropped:
+            return bytes(self.head + self.tail)
+        note = f"\n[... {self.dropped} bytes of output omitted ...]\n".encode()
+        return bytes(self.head) + note + bytes(self.tail)
+
+
+class ShellSession:
+    """A persistent ``bash`` inside one sandbox (see module docstring)."""
+
+    def __init__(self, sandbox: Sandbox, *, kill_grace: float = 2.0):
+        self.sandbox = sandbox
+        self.kill_grace = kill_grace
+        self.proc: Process | None = None
+        self.pid: int | None = None
+        self._jobs_file = ""
+        self._pending = bytearray()
+        self._lock = asyncio.Lock()
+        self._note = ""
+        self._started_once = False
+
+    async def _ensure(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            return
+        if self.proc is not None:
+            await self._discard()
+        nonce = secrets.token_hex(8)
+        self._pending = bytearray()
+        self.proc = await self.sandbox.spawn(["bash", "--noprofile", "--norc"], pty=False)
+        ready = f"__HERMES_{nonce}_PID_"
+        await self.proc.write(
+            f"set -m +o history\nexport PAGER=cat GIT_PAGER=cat TERM=dumb\n"
+            f"__hermes_jobs=\"${{TMPDIR:-/tmp}}/.hermes-jobs-{nonce}\"\n"
+            f"printf '{ready}%s__%s\\n' $$ \"$__hermes_jobs\"\n".encode()
+        )
+        out = await asyncio.wait_for(self._read_until(re.compile(rf"{ready}(\d+)__(.*)\n".encode())), 30)
+        if out is None:
+            raise SandboxError(f"could not start a shell in sandbox {self.sandbox.sandbox_id}")
+        self._jobs_file = out[1][1].decode()
+        self.pid = int(out[1][0])
+        if self._started_once:
+            self._note = (
+                "[hermes: the previous shell ended; this command runs in a new shell "
+                "(working directory and exported variables were reset)]\n"
+            )
+        self._started_once = True
+
+    async def _read_until(self, pattern: re.Pattern[bytes]) -> tuple[bytes, tuple[bytes, ...]] | None:
+        """Read until ``pattern`` matches; returns (bytes before it, its groups), or None at EOF.
+
+        Cancellation-safe: bytes read so far stay in ``self._pending``.
+        """
+        assert self.proc is not None
+        scanned = 0
+        while True:
+            m = pattern.search(self._pending, max(0, scanned - 128))
+            if m:
+                before, groups = bytes(self._pending[: m.start()]), m.groups()
+                del self._pending[: m.end()]  # the match object must not be used after this
+                return before, groups
+            scanned = len(self._pending)
+            chunk = await self.proc.read(1 << 16)
+            if not chunk:
+                return None
+            self._pending += chunk
+
+    async def run(self, command: str, *, timeout: float | None = None) -> ExecResult:
+        async with self._lock:
+            await self._ensure()
+            assert self.proc is not None
+            nonce = secrets.token_hex(8)
+            done = re.compile(rf"\n__HERMES_{nonce}_RC_(\d+)__\n".encode())
+            script = (
+                f"jobs -p > \"$__hermes_jobs\"\n"
+                f"IFS= read -r -d '' __hermes_cmd <<'__HERMES_{nonce}_EOF'\n"
+                f"{command}\n__HERMES_{nonce}_EOF\n"
+                f"eval \"$__hermes_cmd\" < /dev/null 2>&1\n"
+                f"printf '\\n__HERMES_{nonce}_RC_%s__\\n' \"$?\"\n"
+            )
+            note, self._note = self._note, ""
+            await self.proc.write(script.encode())
+            try:
+                found = await asyncio.wait_for(self._read_until(done), timeout)
+            except TimeoutError:
+                return await self._timed_out(done, timeout, note)
+            if found is None:  # the shell itself ended (exit, exec, killed)
+                code = await self.proc.wait(5.0)
+                text = note + self._take_pending()
+                self._note = ""
+                await self._discard()
+                return ExecResult(code if code is not None else 1, text)
+            before, m = found
+            return ExecResult(int(m[0]), note + before.decode("utf-8", "replace"))
+
+    def _take_pending(self) -> str:
+        text = bytes(self._pending).decode("utf-8", "replace")
+        self._pending = bytearray()
+        return text
+
+    async def _timed_out(self, done: re.Pattern[bytes], timeout: float | None, note: str) -> ExecResult:
+        await self.kill_foreground()
+        try:
+            found = await asyncio.wait_for(self._read_until(done), self.kill_grace)
+        except TimeoutError:
+            found = None
+        if found is not None:
+            text = found[0].decode("utf-8", "replace")
+            tail = f"\n[hermes: command timed out after {timeout:g}s and was killed]"
+        else:  # the shell itself was busy (a builtin loop): it has to go
+            text = self._take_pending()
+            await self._discard()
+            tail = (
+                f"\n[hermes: command timed out after {timeout:g}s; the shell was restarted "
+                "(working directory and exported variables were reset)]"
+            )
+        return ExecResult(TIMEOUT_EXIT_CODE, note + text + tail, timed_out=True)
+
+    async def kill_foreground(self) -> None:
+        """Kill the process groups of the running command (not earlier background jobs)."""
+        if self.pid is None:
+            return
+        await self.sandbox.exec(["sh", "-c", _KILL_FOREGROUND, "sh", str(self.pid), self._jobs_file], timeout=10)
+
+    async def _discard(self) -> None:
+        proc, self.proc, self.pid = self.proc, None, None
+        if proc is not None and proc.returncode is None:
+            try:
+                await proc.kill(grace=0.2)
+            except Exception:  # the sandbox may already be gone; close() sweeps the rest
+                pass
+
+    async def close(self) -> None:
+        """Stop the shell; the sandbox's own close reaps whatever its jobs left running."""
+        await self._discard()

@@ -1,0 +1,244 @@
+"""ToolContext: a rollout's handle on its own sandbox, for tools and for the verifier."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ._registry import ToolSpec
+from ._tools import ToolError, dispatch, error_result
+from .sandbox import Sandbox
+
+if TYPE_CHECKING:
+    from ._runtime import Runtime
+
+__all__ = ["ToolContext", "SyncToolContext"]
+
+
+class ToolContext:
+    """Everything one rollout may touch: its sandbox, its tools, its processes.
+
+    The model's tool calls go through :meth:`call_tool`; a verifier then uses the same object
+    (the very sandbox the model worked in). Methods are ``async``; :meth:`sync` returns a
+    blocking facade for synchronous verifier code running in a worker thread.
+
+    Attributes:
+        task_id: the rollout's id; background processes are scoped to it.
+        sandbox: the rollout's sandbox.
+        tool_errors: every failed tool call of this rollout, in order.
+    """
+
+    def __init__(
+        self,
+        sandbox: Sandbox,
+        *,
+        task_id: str,
+        tools: Mapping[str, ToolSpec] | None = None,
+        runtime: Runtime | None = None,
+        max_output_chars: int = 50_000,
+    ):
+        self.sandbox = sandbox
+        self.task_id = task_id
+        self.tools: dict[str, ToolSpec] = dict(tools or {})
+        self.runtime = runtime
+        self.max_output_chars = max_output_chars
+        self.tool_errors: list[ToolError] = []
+        self.tool_calls = 0
+        self._cleanups: list[Callable[[], Awaitable[None]]] = []
+        self._cleaned = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # ------------------------------------------------------------------ tools
+
+    def tool_schemas(self) -> list[dict[str, Any]]:
+        """OpenAI ``tools=[...]`` for this rollout's available tools."""
+        return [spec.schema() for spec in self.tools.values() if spec.available()]
+
+    async def call_tool(self, name: str, arguments: Any = None) -> str:
+        """Run a tool by name; always returns text (a JSON error object when it failed)."""
+        self._loop = asyncio.get_running_loop()
+        self.tool_calls += 1
+        spec = self.tools.get(name)
+        if spec is None:
+            msg = f"unknown tool {name!r}; available tools: {', '.join(self.tools) or '(none)'}"
+            self.tool_errors.append(ToolError(name, "unknown_tool", msg))
+            return error_result(name, "unknown_tool", msg)
+        text, err = await dispatch(spec, arguments, self)
+        if err is not None:
+            self.tool_errors.append(err)
+        return text
+
+    def add_cleanup(self, fn: Callable[[], Awaitable[None]]) -> None:
+        """Run ``await fn()`` at cleanup (before the sandbox closes), e.g. to close a browser."""
+        self._cleanups.append(fn)
+
+    # ------------------------------------------------------------------ verifier API
+
+    async def terminal(self, command: str, timeout: float = 180, *, cwd: str | None = None) -> dict[str, Any]:
+        """Run ``command`` in a fresh shell in the sandbox's working directory.
+
+        Returns:
+            ``{"exit_code": int, "output": str}``; exit code 124 on timeout.
+        """
+        return (await self.sandbox.exec(command, timeout=timeout, cwd=cwd)).to_dict()
+
+    async def read_file(self, path: str) -> dict[str, Any]:
+        """Returns ``{"content": str, "path": str}`` or ``{"error": str}`` (binary/undecodable too)."""
+        try:
+            data = await self.sandbox.read_bytes(path)
+        except Exception as e:
+            return {"error": f"cannot read {path!r}: {_why(e)}"}
+        try:
+            return {"content": data.decode("utf-8"), "path": self.sandbox.path(path)}
+        except UnicodeDecodeError:
+            return {"error": f"{path!r} is not UTF-8 text ({len(data)} bytes); use download_file"}
+
+    async def write_file(self, path: str, content: str | bytes) -> dict[str, Any]:
+        """Returns ``{"success": True, "bytes": n, "path": str}`` or ``{"success": False, "error"}``."""
+        data = content.encode("utf-8") if isinstance(content, str) else bytes(content)
+        try:
+            await self.sandbox.write_bytes(path, data)
+        except Exception as e:
+            return {"success": False, "error": f"cannot write {path!r}: {_why(e)}"}
+        return {"success": True, "bytes": len(data), "path": self.sandbox.path(path)}
+
+    async def upload_file(self, local_path: str | Path, remote_path: str) -> dict[str, Any]:
+        """Copy a host file into the sandbox. Returns ``{"exit_code", "output"}`` (0 = arrived intact)."""
+        try:
+            n = await self.sandbox.put_file(local_path, remote_path)
+        except Exception as e:
+            return {"exit_code": 1, "output": f"upload of {str(local_path)!r} failed: {_why(e)}"}
+        return {"exit_code": 0, "output": f"uploaded {n} bytes to {self.sandbox.path(remote_path)}"}
+
+    async def upload_dir(self, local_dir: str | Path, remote_dir: str) -> list[dict[str, Any]]:
+        """Copy a host directory tree into the sandbox; one ``{"path", "exit_code", "output"}`` per file."""
+        try:
+            names = await self.sandbox.put_dir(local_dir, remote_dir)
+        except Exception as e:
+            return [{"path": str(local_dir), "exit_code": 1, "output": f"upload failed: {_why(e)}"}]
+        base = self.sandbox.path(remote_dir)
+        return [{"path": f"{base}/{n}", "exit_code": 0, "output": "uploaded"} for n in names]
+
+    async def download_file(self, remote_path: str, local_path: str | Path) -> dict[str, Any]:
+        """Copy a sandbox file to the host. ``{"success": True, "bytes"}`` or ``{"success": False, "error"}``."""
+        try:
+            n = await self.sandbox.get_file(remote_path, local_path)
+        except Exception as e:
+            return {"success": False, "error": f"download of {remote_path!r} failed: {_why(e)}"}
+        return {"success": True, "bytes": n}
+
+    async def download_dir(self, remote_dir: str, local_dir: str | Path) -> list[dict[str, Any]]:
+        """Copy a sandbox directory tree to the host; one ``{"path", "success", "bytes"}`` per file."""
+        try:
+            names = await self.sandbox.get_dir(remote_dir, local_dir)
+        except Exception as e:
+            return [{"path": str(remote_dir), "success": False, "error": f"download failed: {_why(e)}"}]
+        out = []
+        for n in names:
+            p = Path(local_dir, n)
+            out.append({"path": str(p), "success": True, "bytes": p.lstat().st_size})
+        return out
+
+    async def search(self, query: str, path: str = ".", **options: Any) -> dict[str, Any]:
+        """Search file contents (regex) under ``path``, as the ``search_files`` tool does."""
+        return await self._tool_json("search_files", {"pattern": query, "path": path, **options})
+
+    async def web_search(self, query: str) -> dict[str, Any]:
+        return await self._tool_json("web_search", {"query": query})
+
+    async def web_extract(self, urls: Sequence[str]) -> dict[str, Any]:
+        return await self._tool_json("web_extract", {"urls": list(urls)})
+
+    async def browser_navigate(self, url: str) -> dict[str, Any]:
+        return await self._tool_json("browser_navigate", {"url": url})
+
+    async def browser_snapshot(self) -> dict[str, Any]:
+        return await self._tool_json("browser_snapshot", {})
+
+    async def _tool_json(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
+        spec = self.tools.get(name)
+        if spec is None and self.runtime is not None and name in self.runtime.tools:
+            spec = self.runtime.tools.get(name)
+        if spec is None:
+            from ._registry import KNOWN_PACKAGES
+
+            pkg = KNOWN_PACKAGES["tool"].get(name)
+            hint = f" (pip install {pkg})" if pkg else ""
+            return {"error": f"tool {name!r} is not installed{hint}"}
+        text, _ = await dispatch(spec, args, self)
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            return {"output": text}
+        return value if isinstance(value, dict) else {"result": value}
+
+    # ------------------------------------------------------------------ teardown
+
+    async def cleanup(self) -> None:
+        """Kill this rollout's processes, run cleanup callbacks, close the sandbox. Idempotent;
+        completes even when the caller is cancelled."""
+        if self._cleaned:
+            return
+        self._cleaned = True
+        await asyncio.shield(self._cleanup())
+
+    async def _cleanup(self) -> None:
+        errors: list[BaseException] = []
+        if self.runtime is not None:
+            try:
+                await self.runtime._cleanup_task(self.task_id)
+            except Exception as e:
+                errors.append(e)
+        for fn in reversed(self._cleanups):
+            try:
+                await fn()
+            except Exception as e:
+                errors.append(e)
+        await self.sandbox.close()
+        if errors:
+            raise errors[0]
+
+    def sync(self) -> SyncToolContext:
+        """A blocking facade for synchronous code running in a worker thread."""
+        return SyncToolContext(self, self._loop or asyncio.get_running_loop())
+
+
+def _why(e: BaseException) -> str:
+    if isinstance(e, OSError) and e.strerror:
+        return f"{e.strerror}" + (f": {e.filename!r}" if e.filename else "")
+    return f"{type(e).__name__}: {e}"
+
+
+class SyncToolContext:
+    """Blocking facade of a :class:`ToolContext`.
+
+    Every method of ToolContext is available with the same arguments, but returns the result
+    instead of a coroutine. Call it from a thread other than the event loop's (e.g. a sync
+    verifier run with ``asyncio.to_thread``).
+    """
+
+    def __init__(self, ctx: ToolContext, loop: asyncio.AbstractEventLoop):
+        self._ctx = ctx
+        self._loop = loop
+        self.task_id = ctx.task_id
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._ctx, name)
+        if not callable(attr) or not asyncio.iscoroutinefunction(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if self._loop.is_running() and threading.get_ident() == getattr(self._loop, "_thread_id", None):
+                raise RuntimeError(
+                    f"SyncToolContext.{name}() was called on the event loop's own thread, which "
+                    "would deadlock; await ToolContext.{name}() instead, or run this code in a "
+                    "worker thread (asyncio.to_thread)"
+                )
+            return asyncio.run_coroutine_threadsafe(attr(*args, **kwargs), self._loop).result()
+
+        call.__name__ = name
+        return call

@@ -1,0 +1,336 @@
+"""The sandbox contract every backend implements.
+
+One backend instance is one sandbox is one rollout. Everything is ``async``. A backend must
+implement :meth:`Sandbox._start`, :meth:`Sandbox._close`, :meth:`Sandbox.exec` and
+:meth:`Sandbox.spawn`; the stateful shell and the file channel have generic implementations on
+top of those (the shell over a piped ``bash``; files streamed through one command's stdin/stdout
+and checked with sha256), which a backend overrides with its native channel where it has one.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import posixpath
+import signal
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from .errors import SandboxClosedError, SandboxError
+
+__all__ = ["ExecResult", "Capabilities", "Process", "Sandbox", "Command", "TIMEOUT_EXIT_CODE"]
+
+#: Exit code reported for a command that hit its timeout (as coreutils ``timeout`` does).
+TIMEOUT_EXIT_CODE = 124
+
+#: A command: a shell string (run by the sandbox's shell) or an argv list (run directly).
+Command = str | Sequence[str]
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """What a finished command left behind.
+
+    Attributes:
+        exit_code: the process exit code; ``124`` on timeout; ``128+N`` when killed by signal N.
+        output: stdout and stderr interleaved, decoded as UTF-8 (invalid bytes replaced).
+        timed_out: the command was killed because it hit its timeout.
+    """
+
+    exit_code: int
+    output: str
+    timed_out: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``{"exit_code", "output"}`` shape of the hermes verifier API."""
+        return {"exit_code": self.exit_code, "output": self.output}
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can do; the conformance suite skips groups a backend does not claim.
+
+    Attributes:
+        pty: ``spawn(..., pty=True)`` works.
+        native_files: files move through a native channel (not the exec fallback).
+        permissions: ``put_dir``/``get_dir`` preserve file modes.
+        symlinks: ``put_dir``/``get_dir`` preserve symlinks.
+        snapshots: the sandbox can be snapshotted.
+        network_policy: network access can be switched off per sandbox.
+        persistent_shell: the stateful shell keeps ``cd``/``export`` between calls.
+    """
+
+    pty: bool = False
+    native_files: bool = False
+    permissions: bool = True
+    symlinks: bool = True
+    snapshots: bool = False
+    network_policy: bool = False
+    persistent_shell: bool = True
+
+    def to_dict(self) -> dict[str, bool]:
+        return asdict(self)
+
+
+class Process(abc.ABC):
+    """A background process inside a sandbox.
+
+    Output (stdout and stderr merged, or the PTY stream) is read incrementally with :meth:`read`.
+    Signals go to the process's whole process group.
+    """
+
+    #: The process id inside the sandbox (``None`` when the backend cannot tell).
+    pid: int | None = None
+    #: Whether the process runs on a pseudo-terminal.
+    pty: bool = False
+
+    @abc.abstractmethod
+    async def read(self, max_bytes: int = 65536) -> bytes:
+        """Wait for output and return up to ``max_bytes`` of it; ``b""`` means end of output."""
+
+    @abc.abstractmethod
+    async def write(self, data: bytes) -> None:
+        """Write to the process's stdin (or PTY).
+
+        Raises:
+            ProcessError: stdin is closed or the process has ended.
+        """
+
+    @abc.abstractmethod
+    async def close_stdin(self) -> None:
+        """Close stdin (send EOF in PTY mode)."""
+
+    @abc.abstractmethod
+    async def wait(self, timeout: float | None = None) -> int | None:
+        """Wait for exit; return the exit code, or ``None`` if ``timeout`` passed first."""
+
+    @property
+    @abc.abstractmethod
+    def returncode(self) -> int | None:
+        """The exit code once the process has ended (``128+N`` for signal N), else ``None``."""
+
+    @abc.abstractmethod
+    async def signal(self, sig: int) -> None:
+        """Send ``sig`` to the whole process group. A no-op once the process has ended."""
+
+    async def kill(self, grace: float = 0.5) -> int:
+        """Terminate the process group: SIGTERM, then SIGKILL after ``grace`` seconds.
+
+        Returns:
+            The exit code.
+        """
+        if self.returncode is None:
+            await self.signal(signal.SIGTERM)
+            code = await self.wait(grace)
+            if code is not None:
+                return code
+            await self.signal(signal.SIGKILL)
+        code = await self.wait(5.0)
+        if code is None:
+            raise SandboxError(f"process {self.pid} did not die after SIGKILL")
+        return code
+
+
+class Sandbox(abc.ABC):
+    """One isolated place where a rollout's commands run.
+
+    Subclasses set :attr:`backend_name` and :attr:`capabilities` and implement the abstract
+    methods. Instances are created by the runtime through the backend's registered factory:
+    ``factory(options, *, sandbox_id, labels)``.
+    """
+
+    backend_name: ClassVar[str] = "?"
+    capabilities: ClassVar[Capabilities] = Capabilities()
+    #: The shell that runs string commands and the stateful session.
+    shell_argv: ClassVar[tuple[str, ...]] = ("bash", "-c")
+
+    def __init__(self, options: Any = None, *, sandbox_id: str, labels: Mapping[str, str] | None = None):
+        self.options = options
+        self.sandbox_id = sandbox_id
+        self.labels = dict(labels or {})
+        self._state = "new"  # new → started → closed
+        self._shell: Any = None  # hermes_core._shell.ShellSession, created on first use
+        self._close_lock = asyncio.Lock()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def workdir(self) -> str:
+        """Absolute path (inside the sandbox) that relative paths and commands start from."""
+        return "/"
+
+    @property
+    def started(self) -> bool:
+        return self._state == "started"
+
+    @property
+    def closed(self) -> bool:
+        return self._state == "closed"
+
+    async def start(self) -> Sandbox:
+        """Create the sandbox. Returns ``self``.
+
+        Raises:
+            SandboxError: the backend could not create it (the message says why).
+        """
+        if self._state != "new":
+            raise SandboxError(f"sandbox {self.sandbox_id} was already {self._state}")
+        try:
+            await self._start()
+        except BaseException:
+            self._state = "closed"
+            await asyncio.shield(self._close())
+            raise
+        self._state = "started"
+        return self
+
+    async def close(self) -> None:
+        """Destroy the sandbox and everything it started. Idempotent; safe under cancellation."""
+        async with self._close_lock:
+            if self._state == "closed" and self._shell is None:
+                return
+            self._state = "closed"
+            shell, self._shell = self._shell, None
+            # Shielded: a cancelled caller must not leave containers or processes behind.
+            await asyncio.shield(self._close_all(shell))
+
+    async def _close_all(self, shell: Any) -> None:
+        if shell is not None:
+            await shell.close()
+        await self._close()
+
+    async def __aenter__(self) -> Sandbox:
+        if self._state == "new":
+            await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def _check_open(self) -> None:
+        if self._state != "started":
+            what = "not started" if self._state == "new" else "closed"
+            raise SandboxClosedError(f"sandbox {self.sandbox_id} ({self.backend_name}) is {what}")
+
+    @abc.abstractmethod
+    async def _start(self) -> None:
+        """Create the sandbox."""
+
+    @abc.abstractmethod
+    async def _close(self) -> None:
+        """Destroy the sandbox; must succeed when half-created or already gone."""
+
+    # ------------------------------------------------------------------ commands
+
+    def argv(self, command: Command) -> list[str]:
+        """The argv that runs ``command``: shell strings go through :attr:`shell_argv`."""
+        if isinstance(command, str):
+            return [*self.shell_argv, command]
+        argv = list(command)
+        if not argv or not all(isinstance(a, str) for a in argv):
+            raise TypeError(f"command must be a string or a non-empty list of strings, got {command!r}")
+        return argv
+
+    @abc.abstractmethod
+    async def exec(
+        self,
+        command: Command,
+        *,
+        timeout: float | None = None,
+        cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
+        stdin: bytes | None = None,
+    ) -> ExecResult:
+        """Run one command to completion in a fresh process.
+
+        A timeout kills the command's whole process group and returns exit code 124 with the
+        output so far; the sandbox stays usable.
+        """
+
+    @abc.abstractmethod
+    async def spawn(
+        self,
+        command: Command,
+        *,
+        pty: bool = False,
+        cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> Process:
+        """Start a background process in its own process group, stdin kept open."""
+
+    async def shell(self, command: str, *, timeout: float | None = None) -> ExecResult:
+        """Run ``command`` in this sandbox's long-lived shell: ``cd`` and ``export`` persist.
+
+        A timeout kills the command (its process group) and the shell survives; if the shell
+        itself died (``exit``, ``exec``), a new one is started and the output says so.
+        """
+        self._check_open()
+        if self._shell is None:
+            from ._shell import ShellSession
+
+            self._shell = ShellSession(self)
+        return await self._shell.run(command, timeout=timeout)
+
+    # ------------------------------------------------------------------ files
+
+    def path(self, path: str | Path) -> str:
+        """Resolve ``path`` (relative to :attr:`workdir`) to an absolute sandbox path."""
+        p = str(path)
+        if not p:
+            raise ValueError("path must not be empty")
+        return posixpath.normpath(posixpath.join(self.workdir, p))
+
+    async def write_bytes(self, path: str, data: bytes) -> None:
+        """Write ``data`` to ``path`` (parents created), byte-exact.
+
+        Raises:
+            TransferError: the bytes did not arrive intact.
+        """
+        from . import _transfer
+
+        await _transfer.write_bytes(self, self.path(path), data)
+
+    async def read_bytes(self, path: str) -> bytes:
+        """Return the exact bytes of ``path``.
+
+        Raises:
+            FileNotFoundError: no such file.
+            TransferError: the bytes could not be read intact.
+        """
+        from . import _transfer
+
+        return await _transfer.read_bytes(self, self.path(path))
+
+    async def put_file(self, local_path: str | Path, remote_path: str) -> int:
+        """Stream a host file into the sandbox; returns the number of bytes written."""
+        from . import _transfer
+
+        return await _transfer.put_file(self, Path(local_path), self.path(remote_path))
+
+    async def get_file(self, remote_path: str, local_path: str | Path) -> int:
+        """Stream a sandbox file to the host; returns the number of bytes written."""
+        from . import _transfer
+
+        return await _transfer.get_file(self, self.path(remote_path), Path(local_path))
+
+    async def put_dir(self, local_dir: str | Path, remote_dir: str) -> list[str]:
+        """Copy a host directory tree into the sandbox (tar); returns the relative paths."""
+        from . import _transfer
+
+        return await _transfer.put_dir(self, Path(local_dir), self.path(remote_dir))
+
+    async def get_dir(self, remote_dir: str, local_dir: str | Path) -> list[str]:
+        """Copy a sandbox directory tree to the host (tar); returns the relative paths."""
+        from . import _transfer
+
+        return await _transfer.get_dir(self, self.path(remote_dir), Path(local_dir))
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "backend": self.backend_name,
+            "sandbox_id": self.sandbox_id,
+            "workdir": self.workdir,
+            "labels": self.labels,
+        }

@@ -1,0 +1,16 @@
+"""The built-in toolsets."""
+
+from __future__ import annotations
+
+from hermes_core import hookimpl
+
+
+@hookimpl
+def hermes_register_toolsets(registry) -> None:
+    registry.register("terminal", tools=["terminal"], description="the stateful terminal")
+    registry.register(
+        "file",
+        tools=["read_file", "write_file", "patch", "search_files"],
+        description="read, write, patch and search files",
+    )
+    registry.register("default", includes=["terminal", "file"], description="terminal + file tools")

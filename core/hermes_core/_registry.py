@@ -65,6 +65,8 @@ class BackendSpec:
         options_model: pydantic model that validates this backend's options.
         description: one line for ``hermes plugins``.
         plugin: the plugin that registered it.
+        sweep: optional ``async sweep(older_than: float | None) -> list[str]`` that removes
+            sandboxes left behind by a killed driver (found by their labels) and names them.
     """
 
     name: str
@@ -72,6 +74,7 @@ class BackendSpec:
     options_model: type[BaseModel] = NoOptions
     description: str = ""
     plugin: str = ""
+    sweep: Callable[..., Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -234,6 +237,7 @@ class BackendRegistry(Registry[BackendSpec]):
         *,
         options: type[BaseModel] = NoOptions,
         description: str = "",
+        sweep: Callable[..., Any] | None = None,
     ) -> BackendSpec:
         """Register a sandbox backend.
 
@@ -243,8 +247,10 @@ class BackendRegistry(Registry[BackendSpec]):
                 inside it, not at module import.
             options: pydantic model validating the backend's options (``extra="forbid"``).
             description: one line shown by ``hermes plugins``.
+            sweep: optional ``async sweep(older_than_seconds) -> list[str]`` removing leftovers
+                of killed drivers (``hermes sandbox sweep``).
         """
-        return self._add(name, BackendSpec(name, factory, options, description, self.current_plugin))
+        return self._add(name, BackendSpec(name, factory, options, description, self.current_plugin, sweep))
 
 
 class ToolRegistry(Registry[ToolSpec]):

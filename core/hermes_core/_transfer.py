@@ -122,11 +122,14 @@ async def _stream_out(sandbox: Sandbox, src: str, sink) -> int:
         h = hashlib.sha256()
         got = 0
         chunk = rest
-        while chunk:
-            h.update(chunk)
-            got += len(chunk)
-            await sink(chunk)
+        while True:
+            if chunk:
+                h.update(chunk)
+                got += len(chunk)
+                await sink(chunk)
             chunk = await proc.read(CHUNK)
+            if not chunk:
+                break
         code = await proc.wait(30)
     finally:
         if proc.returncode is None:

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import ConfigError
 
-__all__ = ["ToolsetConfig", "HermesConfig", "load_config", "validation_message"]
+__all__ = ["ToolsetConfig", "ProcessConfig", "HermesConfig", "load_config", "validation_message"]
 
 
 class _Frozen(BaseModel):
@@ -23,6 +23,29 @@ class ToolsetConfig(_Frozen):
     tools: list[str] = Field(default_factory=list)
     includes: list[str] = Field(default_factory=list)
     description: str = ""
+
+
+class ProcessConfig(_Frozen):
+    """Background processes (the ``process`` tool, ``terminal(background=true)``).
+
+    Example::
+
+        processes:
+          buffer_bytes: 200000
+          checkpoint_path: ~/.local/share/hermes/processes.json
+          max_wait_seconds: 300
+    """
+
+    buffer_bytes: int = Field(200_000, ge=1024, description="Rolling output kept in memory per process.")
+    log_output: bool = Field(True, description="Keep each local pipe-mode process's full output in a log file (needed to read output written after a crash).")
+    log_dir: str | None = Field(None, description="Where logs go (default: <data dir>/hermes/process-logs).")
+    keep_logs: bool = Field(False, description="Keep log files after their session is cleaned up.")
+    checkpoint: bool = Field(True, description="Write a JSON checkpoint so a new runtime can recover processes after a crash.")
+    checkpoint_path: str | None = Field(None, description="Checkpoint file (default: $XDG_DATA_HOME/hermes/processes.json, else ~/.local/share/hermes/processes.json).")
+    recover: bool = Field(True, description="Adopt processes of crashed drivers found in the checkpoint.")
+    max_wait_seconds: float = Field(300.0, gt=0, le=86_400, description="Upper bound of a `wait`; longer requests are clamped.")
+    kill_grace_seconds: float = Field(0.5, gt=0, le=60, description="SIGTERM to SIGKILL delay.")
+    max_per_task: int = Field(64, ge=1, description="Running background processes one rollout may have.")
 
 
 class HermesConfig(_Frozen):
@@ -42,6 +65,7 @@ class HermesConfig(_Frozen):
     toolsets: list[str] = Field(default_factory=lambda: ["default"])
     custom_toolsets: dict[str, ToolsetConfig] = Field(default_factory=dict)
     max_output_chars: int = Field(50_000, gt=0)
+    processes: ProcessConfig = Field(default_factory=ProcessConfig)
 
 
 def validation_message(e: ValidationError, model: type[BaseModel], where: str) -> str:

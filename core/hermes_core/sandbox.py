@@ -60,6 +60,8 @@ class Capabilities:
         snapshots: the sandbox can be snapshotted.
         network_policy: network access can be switched off per sandbox.
         persistent_shell: the stateful shell keeps ``cd``/``export`` between calls.
+        isolated_filesystem: one sandbox cannot reach another's files even by absolute path.
+        isolated_processes: one sandbox cannot see or signal another's processes.
     """
 
     pty: bool = False
@@ -69,6 +71,8 @@ class Capabilities:
     snapshots: bool = False
     network_policy: bool = False
     persistent_shell: bool = True
+    isolated_filesystem: bool = False
+    isolated_processes: bool = False
 
     def to_dict(self) -> dict[str, bool]:
         return asdict(self)
@@ -152,7 +156,7 @@ class Sandbox(abc.ABC):
         self.labels = dict(labels or {})
         self._state = "new"  # new → started → closed
         self._shell: Any = None  # hermes_core._shell.ShellSession, created on first use
-        self._close_lock = asyncio.Lock()
+        self._closing: asyncio.Future[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -180,21 +184,20 @@ class Sandbox(abc.ABC):
         try:
             await self._start()
         except BaseException:
-            self._state = "closed"
-            await asyncio.shield(self._close())
+            await self.close()
             raise
         self._state = "started"
         return self
 
     async def close(self) -> None:
         """Destroy the sandbox and everything it started. Idempotent; safe under cancellation."""
-        async with self._close_lock:
-            if self._state == "closed" and self._shell is None:
-                return
+        if self._closing is None:
             self._state = "closed"
             shell, self._shell = self._shell, None
-            # Shielded: a cancelled caller must not leave containers or processes behind.
-            await asyncio.shield(self._close_all(shell))
+            # One teardown, shielded: a cancelled caller must not leave containers or processes
+            # behind, and every later caller waits for the same teardown to finish.
+            self._closing = asyncio.ensure_future(self._close_all(shell))
+        await asyncio.shield(self._closing)
 
     async def _close_all(self, shell: Any) -> None:
         if shell is not None:

@@ -1,0 +1,367 @@
+"""The agent loop over any OpenAI-compatible chat-completions endpoint, and what a rollout's
+agent returns.
+
+An agent is any object with ``async run(item, ctx, *, system_prompt, max_turns, deadline) ->
+AgentResult``. :class:`OpenAIAgent` is the model-driven one: each turn it sends the conversation
+and the rollout's tool schemas, runs the returned tool calls (concurrently) through the
+:class:`~hermes_core.ToolContext`, and feeds the results back, until the model answers without
+calling a tool, ``max_turns`` is used up, or the rollout's deadline passes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from ._tools import ToolError, error_result
+
+if TYPE_CHECKING:
+    from .context import ToolContext
+    from .environment import TaskItem
+
+__all__ = [
+    "Agent",
+    "AgentResult",
+    "OpenAIAgent",
+    "initial_messages",
+    "to_sharegpt",
+    "STOP_REASONS",
+]
+
+#: Why a rollout's agent stopped.
+STOP_REASONS = ("final_answer", "length", "max_turns", "deadline", "api_error", "solution", "no_solution")
+
+
+@dataclass
+class AgentResult:
+    """What an agent did in one rollout.
+
+    Attributes:
+        messages: the conversation in OpenAI chat format (assistant messages keep
+            ``reasoning_content`` / ``reasoning`` when the server returned it).
+        turns: model calls made.
+        finished: the agent stopped by itself (a final answer), not by a limit or an error.
+        stop_reason: one of :data:`STOP_REASONS`.
+        tool_errors: every failed tool call, in order.
+        usage: summed token counts (``prompt_tokens``, ``completion_tokens``, ``total_tokens``).
+        error: why the rollout ended abnormally (API error, failed reference solution, ...).
+    """
+
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    turns: int = 0
+    finished: bool = False
+    stop_reason: str = ""
+    tool_errors: list[ToolError] = field(default_factory=list)
+    usage: dict[str, int] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def final_answer(self) -> str | None:
+        """The last assistant message's text when the agent finished naturally."""
+        if not self.finished:
+            return None
+        for m in reversed(self.messages):
+            if m.get("role") == "assistant":
+                return m.get("content") or ""
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "turns": self.turns,
+            "finished": self.finished,
+            "stop_reason": self.stop_reason,
+            "tool_errors": [e.to_dict() for e in self.tool_errors],
+            "usage": dict(self.usage),
+            "error": self.error,
+        }
+
+
+@runtime_checkable
+class Agent(Protocol):
+    """What the runner drives. Register a factory with ``hermes_register_agents``."""
+
+    async def run(
+        self,
+        item: TaskItem,
+        ctx: ToolContext,
+        *,
+        system_prompt: str | None = None,
+        max_turns: int | None = None,
+        deadline: float | None = None,
+    ) -> AgentResult:
+        """Work on ``item`` in ``ctx``'s sandbox until done, out of turns, or ``deadline``
+        (an ``asyncio`` loop time) passes. Must not raise for tool or model failures."""
+        ...
+
+
+def initial_messages(item: TaskItem, system_prompt: str | None = None) -> list[dict[str, Any]]:
+    """The system message (the task's own, else ``system_prompt``) and the user prompt."""
+    messages: list[dict[str, Any]] = []
+    system = item.system_prompt or system_prompt
+    if system:
+        messages.append({"role": "system", "content": system})
+    messages.append({"role": "user", "content": item.prompt})
+    return messages
+
+
+class OpenAIAgent:
+    """The agent loop over an OpenAI-compatible ``/chat/completions`` endpoint.
+
+    Args:
+        model: model name sent with every request.
+        base_url: endpoint (default: ``$OPENAI_BASE_URL`` or the OpenAI API).
+        api_key: key (default: ``$OPENAI_API_KEY``, else ``"EMPTY"`` for local servers).
+        temperature: sampling temperature (omitted when ``None``).
+        max_tokens: completion token limit per turn (omitted when ``None``).
+        extra_body: extra JSON fields merged into each request (server-specific knobs).
+        max_turns: default turn limit when the caller gives none.
+        request_timeout: seconds per HTTP request.
+        max_retries: retries of the ``openai`` client on connection errors and 429/5xx.
+        send_reasoning: send reasoning text back in assistant messages (most servers ignore it;
+            some reject unknown fields, so it is off by default; it is always kept in the result).
+        client: a ready ``openai.AsyncOpenAI`` (then the connection arguments are ignored).
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        max_turns: int = 30,
+        request_timeout: float = 600.0,
+        max_retries: int = 2,
+        send_reasoning: bool = False,
+        client: Any = None,
+    ):
+        if not model:
+            raise ValueError("OpenAIAgent needs a model name (--model)")
+        self.model = model
+        self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
+        self.api_key = api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY"
+        self.temperature = temperature
+        self.max_tokens = max_tokens
+        self.extra_body = dict(extra_body or {})
+        self.max_turns = max_turns
+        self.request_timeout = request_timeout
+        self.max_retries = max_retries
+        self.send_reasoning = send_reasoning
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            from openai import AsyncOpenAI
+
+            self._client = AsyncOpenAI(
+                base_url=self.base_url, api_key=self.api_key,
+                timeout=self.request_timeout, max_retries=self.max_retries,
+            )
+        return self._client
+
+    async def check_reachable(self, timeout: float = 5.0) -> None:
+        """Fail fast when the server cannot be reached at all.
+
+        Any HTTP answer (even 404 for servers without ``/models``) counts as reachable.
+
+        Raises:
+            ConnectionError: no connection could be made; the message names the URL.
+        """
+        import openai
+
+        try:
+            await self.client.with_options(max_retries=0, timeout=timeout).models.list()
+        except (openai.APIConnectionError, openai.APITimeoutError) as e:
+            raise ConnectionError(f"cannot reach the model server at {self.base_url}: {_cause(e)}") from None
+        except openai.APIError:
+            return
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+
+    def _request(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"model": self.model, "messages": _wire(messages, self.send_reasoning)}
+        if tools:
+            kwargs["tools"] = tools
+        if self.temperature is not None:
+            kwargs["temperature"] = self.temperature
+        if self.max_tokens is not None:
+            kwargs["max_tokens"] = self.max_tokens
+        if self.extra_body:
+            kwargs["extra_body"] = self.extra_body
+        return kwargs
+
+    async def run(
+        self,
+        item: TaskItem,
+        ctx: ToolContext,
+        *,
+        system_prompt: str | None = None,
+        max_turns: int | None = None,
+        deadline: float | None = None,
+    ) -> AgentResult:
+        result = AgentResult(messages=initial_messages(item, system_prompt))
+        limit = item.max_turns or max_turns or self.max_turns
+        first_error = len(ctx.tool_errors)
+        try:
+            async with asyncio.timeout_at(deadline):
+                await self._loop(result, ctx, limit)
+        except TimeoutError:
+            result.stop_reason = "deadline"
+            result.finished = False
+            _close_dangling_calls(result.messages)
+        result.tool_errors = list(ctx.tool_errors[first_error:])
+        return result
+
+    async def _loop(self, result: AgentResult, ctx: ToolContext, limit: int) -> None:
+        import openai
+
+        tools = ctx.tool_schemas()
+        usage = result.usage
+        while result.turns < limit:
+            result.turns += 1
+            try:
+                response = await self.client.chat.completions.create(**self._request(result.messages, tools))
+                if not response.choices:
+                    raise ValueError("the response has no choices")
+                choice = response.choices[0]
+                message = _assistant_message(choice.message)
+            except openai.APIStatusError as e:
+                result.stop_reason, result.error = "api_error", f"HTTP {e.status_code} from {self.base_url}: {_status_message(e)}"
+                return
+            except openai.APIError as e:
+                result.stop_reason, result.error = "api_error", f"model server at {self.base_url}: {_cause(e)}"
+                return
+            except (ValueError, TypeError, AttributeError) as e:
+                result.stop_reason, result.error = "api_error", f"malformed response from {self.base_url}: {e}"
+                return
+            for key in ("prompt_tokens", "completion_tokens", "total_tokens"):
+                value = getattr(response.usage, key, None) if response.usage is not None else None
+                if isinstance(value, int):
+                    usage[key] = usage.get(key, 0) + value
+            result.messages.append(message)
+            calls = message.get("tool_calls") or []
+            if not calls:
+                result.finished = choice.finish_reason != "length"
+                result.stop_reason = "final_answer" if result.finished else "length"
+                return
+            outputs = await asyncio.gather(*(self._call(ctx, c) for c in calls))
+            for call, text in zip(calls, outputs):
+                result.messages.append(
+                    {"role": "tool", "tool_call_id": call["id"], "name": call["function"]["name"], "content": text}
+                )
+        result.stop_reason = "max_turns"
+
+    @staticmethod
+    async def _call(ctx: ToolContext, call: dict[str, Any]) -> str:
+        name = call["function"]["name"]
+        try:
+            return await ctx.call_tool(name, call["function"]["arguments"])
+        except Exception as e:  # call_tool does not raise; this guards third-party contexts
+            msg = f"{type(e).__name__}: {e}"
+            ctx.tool_errors.append(ToolError(name, "exception", msg))
+            return error_result(name, "exception", msg)
+
+
+def _assistant_message(msg: Any) -> dict[str, Any]:
+    raw = msg.model_dump() if hasattr(msg, "model_dump") else dict(msg)
+    out: dict[str, Any] = {"role": "assistant", "content": raw.get("content") or ""}
+    for key in ("reasoning_content", "reasoning"):
+        if raw.get(key):
+            out[key] = raw[key]
+    calls = []
+    for i, tc in enumerate(raw.get("tool_calls") or []):
+        fn = tc.get("function") or {}
+        args = fn.get("arguments")
+        if args is not None and not isinstance(args, str):
+            args = json.dumps(args)
+        calls.append({
+            "id": tc.get("id") or f"call_{i}",
+            "type": "function",
+            "function": {"name": fn.get("name") or "", "arguments": args if args is not None else ""},
+        })
+    if calls:
+        out["tool_calls"] = calls
+    return out
+
+
+def _wire(messages: list[dict[str, Any]], send_reasoning: bool) -> list[dict[str, Any]]:
+    if send_reasoning:
+        return messages
+    return [
+        {k: v for k, v in m.items() if k not in ("reasoning_content", "reasoning")} if m.get("role") == "assistant" else m
+        for m in messages
+    ]
+
+
+def _close_dangling_calls(messages: list[dict[str, Any]]) -> None:
+    """After a deadline cut a turn short, answer its unanswered tool calls so the trajectory
+    stays well-formed."""
+    answered = {m.get("tool_call_id") for m in messages if m.get("role") == "tool"}
+    for m in list(messages):
+        for call in m.get("tool_calls") or []:
+            if call["id"] not in answered:
+                messages.append({
+                    "role": "tool", "tool_call_id": call["id"], "name": call["function"]["name"],
+                    "content": error_result(call["function"]["name"], "deadline",
+                                            "the rollout's deadline passed before this call finished"),
+                })
+
+
+def _cause(e: BaseException) -> str:
+    parts = [str(e)]
+    inner = e.__cause__ or e.__context__
+    if inner is not None and str(inner) and str(inner) not in parts[0]:
+        parts.append(f"{type(inner).__name__}: {inner}")
+    return " (".join(parts) + (")" if len(parts) > 1 else "")
+
+
+def _status_message(e: Any) -> str:
+    body = getattr(e, "body", None)
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        if isinstance(err, dict) and err.get("message"):
+            return str(err["message"])
+    return str(getattr(e, "message", e))
+
+
+# --------------------------------------------------------------------------- export
+
+_SHAREGPT_ROLES = {"system": "system", "user": "human", "assistant": "gpt", "tool": "tool"}
+
+
+def to_sharegpt(messages: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """ShareGPT ``[{"from", "value"}]`` in the hermes format: reasoning in ``<think>``, tool
+    calls in ``<tool_call>`` and tool results in ``<tool_response>`` JSON blocks."""
+    out: list[dict[str, str]] = []
+    for m in messages:
+        role = m.get("role", "")
+        content = m.get("content")
+        text = content if isinstance(content, str) else json.dumps(content, ensure_ascii=False)
+        if role == "assistant":
+            reasoning = m.get("reasoning_content") or m.get("reasoning")
+            if reasoning:
+                text = f"<think>\n{reasoning}\n</think>\n{text}"
+            for call in m.get("tool_calls") or []:
+                fn = call.get("function", {})
+                try:
+                    args: Any = json.loads(fn.get("arguments") or "{}")
+                except json.JSONDecodeError:
+                    args = fn.get("arguments")
+                block = json.dumps({"name": fn.get("name"), "arguments": args}, ensure_ascii=False)
+                text = f"{text}\n<tool_call>\n{block}\n</tool_call>" if text else f"<tool_call>\n{block}\n</tool_call>"
+        elif role == "tool":
+            block = json.dumps(
+                {"tool_call_id": m.get("tool_call_id"), "name": m.get("name"), "content": text}, ensure_ascii=False
+            )
+            text = f"<tool_response>\n{block}\n</tool_response>"
+        out.append({"from": _SHAREGPT_ROLES.get(role, role), "value": text})
+    return out

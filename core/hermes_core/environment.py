@@ -1,0 +1,261 @@
+"""Environments, task items, and what a verifier's return value means.
+
+An environment is a plugin class that yields :class:`TaskItem` objects and names a verifier.
+A verifier is ``async def verifier(item, result, ctx) -> float | dict[str, float]``: it inspects
+the rollout's sandbox through the :class:`~hermes_core.ToolContext` after the agent finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import math
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .config import validation_message
+from .errors import ConfigError, HermesError
+
+if TYPE_CHECKING:
+    from .agent import AgentResult
+    from .context import ToolContext
+
+__all__ = [
+    "TaskItem",
+    "EnvironmentConfig",
+    "Environment",
+    "SetupError",
+    "VerifierOutcome",
+    "Verifier",
+    "normalize_score",
+    "run_verifier",
+]
+
+#: ``async def verifier(item, result, ctx) -> float | dict[str, float]`` (sync functions too).
+Verifier = Callable[..., Any]
+
+
+class SetupError(HermesError):
+    """Preparing a task's sandbox failed (a file could not be written, the setup command failed)."""
+
+
+class TaskItem(BaseModel):
+    """One task: what the agent is asked, how its sandbox is prepared, how it can be solved.
+
+    Attributes:
+        id: unique within its environment (results and resume are keyed by it).
+        prompt: the user message.
+        system_prompt: overrides the environment's system prompt for this task.
+        image: per-task image, passed to the backend as its ``image`` option.
+        backend: per-task backend name (default: the run's).
+        backend_options: per-task backend options, merged over the run's.
+        toolsets: toolsets offered for this task (default: the run's).
+        files: ``{path: text}`` written into the sandbox before the agent starts.
+        setup: a shell command run in the sandbox (after ``files``) before the agent starts.
+        solution: a reference solution (a shell script) that the ``oracle`` agent runs.
+        max_turns: per-task turn limit (default: the environment's).
+        metadata: anything the verifier needs (expected values, ...).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(min_length=1)
+    prompt: str
+    system_prompt: str | None = None
+    image: str | None = None
+    backend: str | None = None
+    backend_options: dict[str, Any] = Field(default_factory=dict)
+    toolsets: list[str] | None = None
+    files: dict[str, str] = Field(default_factory=dict)
+    setup: str | None = None
+    solution: str | None = None
+    max_turns: int | None = Field(None, ge=1)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class EnvironmentConfig(BaseModel):
+    """Settings every environment understands; subclasses add their own fields.
+
+    Read from the YAML default config the plugin ships, then the ``environment:`` section of
+    ``--config FILE``, then ``--set KEY=VALUE`` on the command line.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tasks: list[str] | None = Field(None, description="Run only these task ids (default: all).")
+    limit: int | None = Field(None, ge=1, description="Run at most this many tasks.")
+    max_turns: int = Field(20, ge=1, description="Model turns per rollout.")
+    timeout: float = Field(300.0, gt=0, description="Seconds per rollout for setup + agent.")
+    verifier_timeout: float = Field(120.0, gt=0, description="Seconds for the verifier.")
+    system_prompt: str | None = Field(None, description="System message sent before each task.")
+    toolsets: list[str] | None = Field(None, description="Toolsets offered to the agent.")
+    image: str | None = Field(None, description="Image for every task that names none.")
+    verifier: str | None = Field(None, description="Registered verifier to use instead of the default.")
+
+
+class Environment:
+    """Base class of environments.
+
+    Subclasses set :attr:`config_model` (a subclass of :class:`EnvironmentConfig`) and
+    :attr:`verifier` (the name of a registered verifier), and implement :meth:`load_tasks`.
+    They may override :meth:`setup` (prepare a sandbox) and :meth:`verify` (score without a
+    registered verifier).
+
+    Args:
+        config: a validated instance of :attr:`config_model`.
+    """
+
+    config_model: ClassVar[type[EnvironmentConfig]] = EnvironmentConfig
+    #: Name of the registered verifier that scores this environment's tasks.
+    verifier: ClassVar[str | None] = None
+
+    def __init__(self, config: EnvironmentConfig | None = None):
+        self.config = config if config is not None else self.config_model()
+
+    @classmethod
+    def from_config(cls, *layers: Mapping[str, Any] | None, where: str = "environment config") -> Environment:
+        """Build from config layers (later ones win, key by key).
+
+        Raises:
+            ConfigError: a key is unknown or a value invalid (the message names it).
+        """
+        merged: dict[str, Any] = {}
+        for layer in layers:
+            merged.update(layer or {})
+        try:
+            config = cls.config_model.model_validate(merged)
+        except ValidationError as e:
+            raise ConfigError(validation_message(e, cls.config_model, where)) from None
+        return cls(config)
+
+    async def load_tasks(self) -> list[TaskItem]:
+        """Every task of this environment. Override this."""
+        raise NotImplementedError(f"{type(self).__name__} must implement load_tasks()")
+
+    async def tasks(self) -> list[TaskItem]:
+        """The tasks selected by the config (``tasks``, ``limit``, ``image``).
+
+        Raises:
+            ConfigError: a task id in ``tasks`` does not exist (the message lists them), or two
+                tasks share an id.
+        """
+        items = list(await self.load_tasks())
+        by_id: dict[str, TaskItem] = {}
+        for item in items:
+            if item.id in by_id:
+                raise ConfigError(f"{type(self).__name__}: two tasks have the id {item.id!r}")
+            by_id[item.id] = item
+        if self.config.tasks is not None:
+            unknown = [t for t in self.config.tasks if t not in by_id]
+            if unknown:
+                raise ConfigError(
+                    f"unknown task id(s) {', '.join(map(repr, unknown))} in key 'tasks'; "
+                    f"available: {', '.join(by_id)}"
+                )
+            items = [by_id[t] for t in self.config.tasks]
+        if self.config.limit is not None:
+            items = items[: self.config.limit]
+        if self.config.image:
+            items = [i if i.image else i.model_copy(update={"image": self.config.image}) for i in items]
+        return items
+
+    def verifier_name(self) -> str | None:
+        """The registered verifier to use: the config's ``verifier`` or the class default."""
+        return self.config.verifier or self.verifier
+
+    async def setup(self, item: TaskItem, ctx: ToolContext) -> None:
+        """Prepare the sandbox: write ``item.files``, then run ``item.setup``.
+
+        Raises:
+            SetupError: a file could not be written or the setup command failed.
+        """
+        for path, text in item.files.items():
+            res = await ctx.write_file(path, text)
+            if not res.get("success"):
+                raise SetupError(f"task {item.id!r}: could not write {path!r}: {res.get('error')}")
+        if item.setup:
+            res = await ctx.terminal(item.setup, timeout=self.config.timeout)
+            if res["exit_code"] != 0:
+                raise SetupError(
+                    f"task {item.id!r}: setup command exited {res['exit_code']}: "
+                    f"{res['output'][-500:].strip()}"
+                )
+
+    async def verify(self, item: TaskItem, result: AgentResult, ctx: ToolContext) -> float | dict[str, float]:
+        """Score a rollout when the environment names no registered verifier. Override this."""
+        raise NotImplementedError(
+            f"{type(self).__name__} names no verifier; set `verifier` or override verify()"
+        )
+
+
+@dataclass
+class VerifierOutcome:
+    """A verifier's reward, its named scores, and the error when it failed."""
+
+    reward: float
+    scores: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+
+
+def normalize_score(value: Any) -> tuple[float, dict[str, float]]:
+    """Turn a verifier's return value into ``(reward, named scores)``.
+
+    A number is the reward. A dict of numbers is a set of named scores; the reward is its
+    ``"reward"`` entry when present, else the mean of the values.
+
+    Raises:
+        TypeError: the value is neither a finite number nor a dict of finite numbers.
+    """
+    if isinstance(value, bool):
+        value = float(value)
+    if isinstance(value, (int, float)):
+        reward = float(value)
+        if not math.isfinite(reward):
+            raise TypeError(f"verifier returned a non-finite reward {value!r}")
+        return reward, {}
+    if isinstance(value, Mapping) and value:
+        scores: dict[str, float] = {}
+        for k, v in value.items():
+            if isinstance(v, bool):
+                v = float(v)
+            if not isinstance(v, (int, float)) or not math.isfinite(float(v)):
+                raise TypeError(f"verifier score {k!r} is not a finite number: {v!r}")
+            scores[str(k)] = float(v)
+        reward = scores["reward"] if "reward" in scores else sum(scores.values()) / len(scores)
+        return reward, scores
+    raise TypeError(
+        f"a verifier must return a number or a non-empty dict of numbers, got {type(value).__name__}: "
+        f"{str(value)[:100]!r}"
+    )
+
+
+async def run_verifier(
+    fn: Verifier | Callable[..., Awaitable[Any]],
+    item: TaskItem,
+    result: AgentResult,
+    ctx: ToolContext,
+    *,
+    timeout: float | None = None,
+) -> VerifierOutcome:
+    """Run a verifier (async, or sync in a worker thread with a blocking ToolContext).
+
+    Never raises (except on cancellation): an exception, a timeout or a bad return value
+    scores 0.0 and is recorded as the outcome's ``error``.
+    """
+    try:
+        async with asyncio.timeout(timeout):
+            if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None)):
+                value = await fn(item, result, ctx)
+            else:
+                value = await asyncio.to_thread(fn, item, result, ctx.sync())
+                if inspect.isawaitable(value):
+                    value = await value
+        reward, scores = normalize_score(value)
+    except TimeoutError:
+        return VerifierOutcome(0.0, {}, f"verifier timed out after {timeout:g}s")
+    except Exception as e:
+        return VerifierOutcome(0.0, {}, f"verifier raised {type(e).__name__}: {e}")
+    return VerifierOutcome(reward, scores)

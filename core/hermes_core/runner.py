@@ -1,0 +1,348 @@
+"""The rollout runner: N tasks x group size, bounded concurrency, one fresh sandbox per rollout.
+
+Each rollout: a fresh sandbox (per-task image / backend / options applied) → the environment's
+setup → the agent, under the rollout's deadline → the verifier, in the same sandbox → cleanup,
+always, also on Ctrl-C. Finished rollouts are written as they finish, so an interrupted run
+keeps them and a rerun with the same output directory resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ._results import ResultsDir, passed, summarize
+from .agent import AgentResult, initial_messages, to_sharegpt
+from .environment import Environment, EnvironmentConfig, SetupError, TaskItem, VerifierOutcome, run_verifier
+
+if TYPE_CHECKING:
+    from ._runtime import Runtime
+    from .agent import Agent
+    from .context import ToolContext
+
+__all__ = ["Runner", "RunReport", "Rollout"]
+
+
+@dataclass
+class Rollout:
+    """One finished rollout: the record written to ``results.jsonl`` and the agent's result."""
+
+    record: dict[str, Any]
+    result: AgentResult
+    outcome: VerifierOutcome | None
+
+
+@dataclass
+class RunReport:
+    """What :meth:`Runner.run` did.
+
+    Attributes:
+        records: every finished record, including those of an earlier run that was resumed.
+        ran: rollouts run this time.
+        skipped: rollouts already finished in the output directory (not rerun).
+        planned: rollouts the run asked for (tasks x group size).
+        interrupted: the run was cancelled (Ctrl-C) before all rollouts finished.
+        summary: the content of ``summary.json``.
+        out_dir: where the files are (``None`` when not writing).
+    """
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    ran: int = 0
+    skipped: int = 0
+    planned: int = 0
+    interrupted: bool = False
+    summary: dict[str, Any] = field(default_factory=dict)
+    out_dir: Path | None = None
+
+
+class Runner:
+    """Runs rollouts of an agent over task items.
+
+    Args:
+        runtime: provides backends, tools and sandboxes.
+        agent: an :class:`~hermes_core.agent.Agent`.
+        environment: supplies setup, config (turns, timeouts, toolsets) and the verifier.
+            ``None`` runs bare prompts (``hermes batch``): no verifier, reward ``None``.
+        verifier: overrides the environment's verifier.
+        backend: backend name (default: the runtime config's); a task's ``backend`` wins.
+        backend_options: options for the backend, merged over the runtime config's; a task's
+            ``backend_options`` and ``image`` are merged over these.
+        toolsets: toolsets offered to the agent (a task's own win; default: the environment's,
+            else the runtime config's).
+        concurrency: rollouts at once.
+        group_size: rollouts per task.
+        out_dir: directory for ``results.jsonl``, ``trajectories.jsonl``, ``summary.json``;
+            resumed when it already holds results of the same run.
+        run_info: describes the run in ``summary.json`` (and guards resume).
+        on_start: ``on_start(planned, skipped)`` before the first rollout.
+        on_result: ``on_result(record)`` after each rollout.
+    """
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        agent: Agent,
+        *,
+        environment: Environment | None = None,
+        verifier: Callable[..., Any] | None = None,
+        backend: str | None = None,
+        backend_options: Mapping[str, Any] | None = None,
+        toolsets: Sequence[str] | None = None,
+        concurrency: int = 8,
+        group_size: int = 1,
+        out_dir: str | Path | None = None,
+        run_info: Mapping[str, Any] | None = None,
+        on_start: Callable[[int, int], None] | None = None,
+        on_result: Callable[[dict[str, Any]], None] | None = None,
+    ):
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+        if group_size < 1:
+            raise ValueError(f"group size must be at least 1, got {group_size}")
+        self.runtime = runtime
+        self.agent = agent
+        self.environment = environment
+        self.env_config = environment.config if environment is not None else EnvironmentConfig()
+        self.verifier = verifier
+        if self.verifier is None and environment is not None:
+            name = environment.verifier_name()
+            self.verifier = runtime.verifiers.get(name).fn if name else environment.verify
+        self.backend = backend or runtime.config.backend
+        self.backend_options = dict(backend_options or {})
+        self.toolsets = list(toolsets) if toolsets is not None else None
+        self.concurrency = concurrency
+        self.group_size = group_size
+        self.run_info = dict(run_info or {})
+        self.out = ResultsDir(out_dir, self.run_info) if out_dir is not None else None
+        self.on_start = on_start
+        self.on_result = on_result
+
+    # ------------------------------------------------------------------ planning
+
+    def sandbox_plan(self, item: TaskItem) -> tuple[str, dict[str, Any], list[str] | None]:
+        """(backend, options, toolsets) for a rollout of ``item``."""
+        backend = item.backend or self.backend
+        options: dict[str, Any] = {}
+        if backend == self.runtime.config.backend:
+            options.update(self.runtime.config.backend_options)
+        if backend == self.backend:
+            options.update(self.backend_options)
+        options.update(item.backend_options)
+        if item.image:
+            options["image"] = item.image
+        toolsets = item.toolsets or self.toolsets or self.env_config.toolsets
+        return backend, options, toolsets
+
+    def check(self, items: Sequence[TaskItem]) -> None:
+        """Validate every task's backend, options and toolsets before anything starts.
+
+        Raises:
+            UnknownNameError: an unknown backend or toolset (the message lists what exists).
+            ConfigError: invalid backend options (the message names the key).
+        """
+        seen: set[str] = set()
+        for item in items:
+            backend, options, toolsets = self.sandbox_plan(item)
+            key = repr((backend, sorted(options.items(), key=lambda kv: kv[0]), toolsets))
+            if key in seen:
+                continue
+            seen.add(key)
+            self.runtime.backend_options(backend, options)
+            self.runtime.tool_specs(toolsets)
+
+    # ------------------------------------------------------------------ running
+
+    async def run(self, items: Sequence[TaskItem]) -> RunReport:
+        """Run ``group_size`` rollouts of each item, ``concurrency`` at a time.
+
+        Raises:
+            asyncio.CancelledError: the run was cancelled (Ctrl-C). Running sandboxes are
+                cleaned up and finished results are written before it propagates.
+        """
+        self.check(items)
+        started = time.monotonic()
+        report = RunReport(planned=len(items) * self.group_size, out_dir=self.out.path if self.out else None)
+        previous = self.out.load() if self.out is not None else []
+        done = {r["rollout_id"] for r in previous}
+        wanted = {rollout_id(i.id, g) for i in items for g in range(self.group_size)}
+        report.records = [r for r in previous if r["rollout_id"] in wanted]
+        report.skipped = len(report.records)
+        queue: asyncio.Queue[tuple[TaskItem, int]] = asyncio.Queue()
+        for g in range(self.group_size):
+            for item in items:
+                if rollout_id(item.id, g) not in done:
+                    queue.put_nowait((item, g))
+        if self.on_start is not None:
+            self.on_start(report.planned, report.skipped)
+        if self.out is not None:
+            await self.out.write_summary(self._summary(report, started, interrupted=False, running=True))
+
+        async def worker() -> None:
+            while not queue.empty():
+                item, g = queue.get_nowait()
+                await self.run_one(item, g, _sink=finished)
+
+        def finished(record: dict[str, Any]) -> None:
+            report.records.append(record)
+            report.ran += 1
+            if self.on_result is not None:
+                self.on_result(record)
+
+        workers = [asyncio.ensure_future(worker()) for _ in range(min(self.concurrency, queue.qsize()))]
+        try:
+            await asyncio.gather(*workers)
+        except asyncio.CancelledError:
+            report.interrupted = True
+            for w in workers:
+                w.cancel()
+            # Workers finish their sandboxes' cleanup before they end.
+            await asyncio.gather(*workers, return_exceptions=True)
+            report.summary = self._summary(report, started, interrupted=True)
+            if self.out is not None:
+                await _uncancellable(self.out.write_summary(report.summary))
+            raise
+        finally:
+            if not report.interrupted:
+                for w in workers:
+                    w.cancel()
+        report.summary = self._summary(report, started, interrupted=False)
+        if self.out is not None:
+            await self.out.write_summary(report.summary)
+        return report
+
+    def _summary(self, report: RunReport, started: float, *, interrupted: bool, running: bool = False) -> dict[str, Any]:
+        summary = summarize(
+            report.records, run_info=self.run_info, duration=round(time.monotonic() - started, 3),
+            interrupted=interrupted, planned=report.planned,
+        )
+        if running:
+            summary["status"] = "running"
+        summary["ran"], summary["skipped"] = report.ran, report.skipped
+        return summary
+
+    async def run_one(
+        self, item: TaskItem, group_index: int = 0, *, _sink: Callable[[dict[str, Any]], None] | None = None
+    ) -> Rollout:
+        """One rollout of ``item`` in a fresh sandbox, written to the output directory.
+
+        Never raises for task, agent or verifier failures (they are recorded); cancellation
+        propagates after the sandbox is cleaned up.
+        """
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        backend, options, toolsets = self.sandbox_plan(item)
+        cfg = self.env_config
+        result = AgentResult(messages=initial_messages(item, cfg.system_prompt))
+        outcome: VerifierOutcome | None = None
+        error: str | None = None
+        sandbox_id = None
+        try:
+            async with self.runtime.rollout(backend=backend, options=options, toolsets=toolsets) as ctx:
+                sandbox_id = ctx.task_id
+                try:
+                    result, outcome, error = await self._inside(item, ctx, t0 + cfg.timeout, result)
+                finally:
+                    try:
+                        await _uncancellable(ctx.cleanup())
+                    except Exception as e:
+                        error = error or f"cleanup of sandbox {sandbox_id} failed: {type(e).__name__}: {e}"
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # the sandbox could not be created or started
+            error = f"sandbox ({backend}) failed: {type(e).__name__}: {e}"
+        if outcome is None and self.verifier is not None:
+            outcome = VerifierOutcome(0.0, {}, None)
+        reward = outcome.reward if outcome is not None else None
+        errors = [e.to_dict() for e in result.tool_errors]
+        record = {
+            "rollout_id": rollout_id(item.id, group_index),
+            "task_id": item.id,
+            "group_index": group_index,
+            "reward": reward,
+            "scores": outcome.scores if outcome is not None else {},
+            "passed": passed(reward),
+            "finished": result.finished,
+            "stop_reason": result.stop_reason,
+            "turns": result.turns,
+            "n_tool_errors": len(errors),
+            "tool_errors": errors,
+            "usage": result.usage,
+            "error": error or (outcome.error if outcome is not None else None) or result.error,
+            "agent_error": result.error,
+            "verifier_error": outcome.error if outcome is not None else None,
+            "backend": backend,
+            "image": options.get("image"),
+            "sandbox_id": sandbox_id,
+            "duration": round(loop.time() - t0, 4),
+        }
+        if _sink is not None:
+            _sink(record)
+        if self.out is not None:
+            trajectory = {
+                "rollout_id": record["rollout_id"],
+                "task_id": item.id,
+                "group_index": group_index,
+                "reward": reward,
+                "messages": result.messages,
+                "conversations": to_sharegpt(result.messages),
+            }
+            await _uncancellable(self.out.append(record, trajectory))
+        return Rollout(record, result, outcome)
+
+    async def _inside(
+        self, item: TaskItem, ctx: ToolContext, deadline: float, result: AgentResult
+    ) -> tuple[AgentResult, VerifierOutcome | None, str | None]:
+        cfg = self.env_config
+        if self.environment is not None:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await self.environment.setup(item, ctx)
+            except TimeoutError:
+                return result, None, f"setup of task {item.id!r} did not finish within {cfg.timeout:g}s"
+            except SetupError as e:
+                return result, None, str(e)
+            except Exception as e:
+                return result, None, f"setup of task {item.id!r} raised {type(e).__name__}: {e}"
+        try:
+            result = await self.agent.run(
+                item, ctx, system_prompt=cfg.system_prompt, max_turns=cfg.max_turns, deadline=deadline
+            )
+        except Exception as e:  # a buggy agent must not take the run down
+            result.stop_reason = "agent_error"
+            result.error = f"agent {type(self.agent).__name__} raised {type(e).__name__}: {e}"
+            result.tool_errors = list(ctx.tool_errors)
+        if self.verifier is None:
+            return result, None, None
+        outcome = await run_verifier(self.verifier, item, result, ctx, timeout=cfg.verifier_timeout)
+        return result, outcome, None
+
+
+def rollout_id(task_id: str, group_index: int) -> str:
+    """The key of one rollout in the result files (and for resume)."""
+    return f"{task_id}#{group_index}"
+
+
+async def _uncancellable(aw: Any) -> Any:
+    """Await ``aw`` to completion even if the caller is cancelled meanwhile, then re-raise the
+    cancellation. Used so a worker never ends before its sandbox is gone."""
+    task = asyncio.ensure_future(aw)
+    cancelled = False
+    while True:
+        try:
+            value = await asyncio.shield(task)
+            break
+        except asyncio.CancelledError:
+            if task.done():
+                if task.cancelled():
+                    raise
+                value = task.result()
+                cancelled = True
+                break
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+    return value

@@ -23,6 +23,8 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("tools-terminal", "hermes_plugins.terminal_tools"),
     ("tools-file", "hermes_plugins.file_tools"),
     ("toolsets", "hermes_plugins.toolsets"),
+    ("agents", "hermes_plugins.agents"),
+    ("terminal-test", "hermes_plugins.terminal_test"),
 )
 
 

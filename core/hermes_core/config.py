@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import types
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -68,19 +70,40 @@ class HermesConfig(_Frozen):
     processes: ProcessConfig = Field(default_factory=ProcessConfig)
 
 
+def _unwrap(ann: Any) -> Any:
+    """``X | None`` → ``X`` (the first non-None arm of a union)."""
+    if typing.get_origin(ann) in (typing.Union, types.UnionType):
+        arms = [a for a in typing.get_args(ann) if a is not type(None)]
+        return arms[0] if arms else None
+    return ann
+
+
+def _model_at(model: Any, loc: tuple[Any, ...]) -> Any:
+    """The pydantic model that owns the keys at ``loc`` (through dicts and lists), or None."""
+    current: Any = model
+    for part in loc:
+        current = _unwrap(current)
+        origin = typing.get_origin(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(str(part))
+            current = field.annotation if field is not None else None
+        elif origin is dict:
+            current = typing.get_args(current)[1]
+        elif origin is list:
+            current = typing.get_args(current)[0]
+        else:
+            return None
+    current = _unwrap(current)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
 def validation_message(e: ValidationError, model: type[BaseModel], where: str) -> str:
     """Name each bad key, say what is wrong and how to fix it."""
     lines = []
     for err in e.errors():
         key = ".".join(str(x) for x in err["loc"]) or "(top level)"
         if err["type"] == "extra_forbidden":
-            parent: Any = model
-            for part in err["loc"][:-1]:
-                field = getattr(parent, "model_fields", {}).get(part)
-                ann = getattr(field, "annotation", None) if field else None
-                parent = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
-                if parent is None:
-                    break
+            parent = _model_at(model, err["loc"][:-1])
             allowed = ", ".join(parent.model_fields) if parent is not None else "?"
             lines.append(f"{where}: unknown key {key!r}; allowed keys here: {allowed}. Remove or rename it.")
         elif err["type"] == "missing":

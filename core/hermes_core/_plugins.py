@@ -22,6 +22,7 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("local", "hermes_plugins.local"),
     ("tools-terminal", "hermes_plugins.terminal_tools"),
     ("tools-file", "hermes_plugins.file_tools"),
+    ("tools-process", "hermes_plugins.process_tools"),
     ("toolsets", "hermes_plugins.toolsets"),
     ("agents", "hermes_plugins.agents"),
     ("terminal-test", "hermes_plugins.terminal_test"),

@@ -7,7 +7,7 @@ from hermes_core import hookimpl
 
 @hookimpl
 def hermes_register_toolsets(registry) -> None:
-    registry.register("terminal", tools=["terminal"], description="the stateful terminal")
+    registry.register("terminal", tools=["terminal", "process"], description="the stateful terminal and its background processes")
     registry.register(
         "file",
         tools=["read_file", "write_file", "patch", "search_files"],

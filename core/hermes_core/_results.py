@@ -96,6 +96,7 @@ class ResultsDir:
             await asyncio.to_thread(self._append_both, t, r)
 
     def _append_both(self, t: str, r: str) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
         with (self.path / TRAJECTORIES).open("a") as f:
             f.write(t)
         with (self.path / RESULTS).open("a") as f:

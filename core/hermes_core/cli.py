@@ -9,6 +9,7 @@ import sys
 #: Modules that each define ``register(subparsers)``; their handlers import heavy things lazily.
 COMMAND_MODULES = (
     "hermes_core._cli_basic",
+    "hermes_core._cli_eval",
 )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import math
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -129,6 +129,23 @@ class Environment:
             config = cls.config_model.model_validate(merged)
         except ValidationError as e:
             raise ConfigError(validation_message(e, cls.config_model, where)) from None
+        return cls(config)
+
+    @classmethod
+    def from_layers(cls, layers: Sequence[tuple[str, Mapping[str, Any] | None]]) -> Environment:
+        """Build from labelled config layers, e.g. ``[("default.yaml", d), ("--set", s)]``.
+
+        Raises:
+            ConfigError: names the layer that made the config invalid, and the key.
+        """
+        merged: dict[str, Any] = {}
+        config = None
+        for label, layer in layers:
+            merged.update(layer or {})
+            try:
+                config = cls.config_model.model_validate(merged)
+            except ValidationError as e:
+                raise ConfigError(validation_message(e, cls.config_model, label)) from None
         return cls(config)
 
     async def load_tasks(self) -> list[TaskItem]:

@@ -67,6 +67,7 @@ class Runner:
         agent: an :class:`~hermes_core.agent.Agent`.
         environment: supplies setup, config (turns, timeouts, toolsets) and the verifier.
             ``None`` runs bare prompts (``hermes batch``): no verifier, reward ``None``.
+        config: turns, timeouts, system prompt and toolsets when there is no environment.
         verifier: overrides the environment's verifier.
         backend: backend name (default: the runtime config's); a task's ``backend`` wins.
         backend_options: options for the backend, merged over the runtime config's; a task's
@@ -88,6 +89,7 @@ class Runner:
         agent: Agent,
         *,
         environment: Environment | None = None,
+        config: EnvironmentConfig | None = None,
         verifier: Callable[..., Any] | None = None,
         backend: str | None = None,
         backend_options: Mapping[str, Any] | None = None,
@@ -106,7 +108,9 @@ class Runner:
         self.runtime = runtime
         self.agent = agent
         self.environment = environment
-        self.env_config = environment.config if environment is not None else EnvironmentConfig()
+        self.env_config = environment.config if environment is not None else (config or EnvironmentConfig())
+        #: The report of the current (or last) :meth:`run`; readable after a cancellation.
+        self.report: RunReport | None = None
         self.verifier = verifier
         if self.verifier is None and environment is not None:
             name = environment.verifier_name()
@@ -166,6 +170,7 @@ class Runner:
         self.check(items)
         started = time.monotonic()
         report = RunReport(planned=len(items) * self.group_size, out_dir=self.out.path if self.out else None)
+        self.report = report
         previous = self.out.load() if self.out is not None else []
         done = {r["rollout_id"] for r in previous}
         wanted = {rollout_id(i.id, g) for i in items for g in range(self.group_size)}

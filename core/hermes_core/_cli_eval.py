@@ -368,7 +368,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
         finally:
             await _close_agent(agent)
             await rt.aclose()
-        return _report(report, f"batch {args.prompts}", f"hermes batch {args.prompts} ... --out {out}", interrupted, False)
+        return _report(report, f"batch {Path(args.prompts).name}", f"hermes batch {args.prompts} ... --out {out}", interrupted, False)
 
     return asyncio.run(main())
 

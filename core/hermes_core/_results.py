@@ -39,8 +39,8 @@ class ResultsDir:
         self.run_info = dict(run_info)
         self._lock = asyncio.Lock()
 
-    def load(self) -> list[dict[str, Any]]:
-        """Create the directory or read the finished records of an earlier run in it.
+    def check(self) -> None:
+        """Refuse a directory that is a file or holds a different run.
 
         Raises:
             ConfigError: the directory holds a different run (another environment, agent or
@@ -48,7 +48,6 @@ class ResultsDir:
         """
         if self.path.exists() and not self.path.is_dir():
             raise ConfigError(f"--out {str(self.path)!r} exists and is not a directory")
-        self.path.mkdir(parents=True, exist_ok=True)
         summary = self.path / SUMMARY
         if summary.exists():
             try:
@@ -61,6 +60,15 @@ class ResultsDir:
                         f"{self.path} holds a run with {key} {old.get(key)!r}, not "
                         f"{self.run_info.get(key)!r}; use another --out directory to start a new run"
                     )
+
+    def load(self) -> list[dict[str, Any]]:
+        """Create the directory or read the finished records of an earlier run in it.
+
+        Raises:
+            ConfigError: see :meth:`check`.
+        """
+        self.check()
+        self.path.mkdir(parents=True, exist_ok=True)
         records: dict[str, dict[str, Any]] = {}
         results = self.path / RESULTS
         if results.exists():

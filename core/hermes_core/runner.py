@@ -146,8 +146,11 @@ class Runner:
 
         Raises:
             UnknownNameError: an unknown backend or toolset (the message lists what exists).
-            ConfigError: invalid backend options (the message names the key).
+            ConfigError: invalid backend options (the message names the key), or the output
+                directory holds a different run.
         """
+        if self.out is not None:
+            self.out.check()
         seen: set[str] = set()
         for item in items:
             backend, options, toolsets = self.sandbox_plan(item)

@@ -89,7 +89,8 @@ class ShellSession:
             f"__hermes_jobs=\"${{TMPDIR:-/tmp}}/.hermes-jobs-{nonce}\"\n"
             f"printf '{ready}%s__%s\\n' $$ \"$__hermes_jobs\"\n".encode()
         )
-        out = await asyncio.wait_for(self._read_until(re.compile(rf"{ready}(\d+)__(.*)\n".encode())), 30)
+        async with asyncio.timeout(30):
+            out = await self._read_until(re.compile(rf"{ready}(\d+)__(.*)\n".encode()))
         if out is None:
             raise SandboxError(f"could not start a shell in sandbox {self.sandbox.sandbox_id}")
         self._jobs_file = out[1][1].decode()
@@ -136,7 +137,9 @@ class ShellSession:
             note, self._note = self._note, ""
             await self.proc.write(script.encode())
             try:
-                found = await asyncio.wait_for(self._read_until(done), timeout)
+                # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation.
+                async with asyncio.timeout(timeout):
+                    found = await self._read_until(done)
             except TimeoutError:
                 return await self._timed_out(done, timeout, note)
             if found is None:  # the shell itself ended (exit, exec, killed)
@@ -156,7 +159,8 @@ class ShellSession:
     async def _timed_out(self, done: re.Pattern[bytes], timeout: float | None, note: str) -> ExecResult:
         await self.kill_foreground()
         try:
-            found = await asyncio.wait_for(self._read_until(done), self.kill_grace)
+            async with asyncio.timeout(self.kill_grace):
+                found = await self._read_until(done)
         except TimeoutError:
             found = None
         if found is not None:

@@ -73,7 +73,8 @@ class PipeProcess(Process):
 
     async def wait(self, timeout: float | None = None) -> int | None:
         try:
-            return _code(await asyncio.wait_for(asyncio.shield(self._proc.wait()), timeout))
+            async with asyncio.timeout(timeout):
+                return _code(await asyncio.shield(self._proc.wait()))
         except TimeoutError:
             return None
 
@@ -175,7 +176,8 @@ class PtyProcess(Process):
 
     async def wait(self, timeout: float | None = None) -> int | None:
         try:
-            await asyncio.wait_for(asyncio.shield(self._exited.wait()), timeout)
+            async with asyncio.timeout(timeout):
+                await asyncio.shield(self._exited.wait())
         except TimeoutError:
             return None
         return self.returncode

@@ -122,7 +122,8 @@ class LocalSandbox(Sandbox):
         reader = asyncio.ensure_future(pump())
         timed_out = False
         try:
-            await asyncio.wait_for(proc.wait(), timeout)
+            async with asyncio.timeout(timeout):  # not wait_for: it can swallow a cancellation on 3.11
+                await proc.wait()
         except TimeoutError:
             timed_out = True
         finally:

@@ -1,0 +1,118 @@
+"""Rollouts: isolation, secrets, the sync facade, and no leaks across hundreds of rollouts."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+from hermes_core import Runtime
+
+from .test_local_contract import marked_pids
+
+
+def runtime_pids(runtime_id: str) -> list[int]:
+    """Live processes carrying a sandbox marker of this runtime (ids are '<runtime>-<n>')."""
+    needle = f"HERMES_SANDBOX_ID={runtime_id}-".encode()
+    out = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            env = Path(f"/proc/{entry.name}/environ").read_bytes()
+            state = Path(f"/proc/{entry.name}/stat").read_bytes().rsplit(b")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if needle in env and state != b"Z":
+            out.append(int(entry.name))
+    return out
+
+
+async def test_host_secrets_stay_out_unless_passed(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-host-secret")
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp-host-secret")
+    monkeypatch.setenv("HARMLESS_SETTING", "x")
+    rt = Runtime()
+    async with rt.rollout(options={"root": str(tmp_path)}) as ctx:
+        env = (await ctx.terminal("env"))["output"]
+        assert "host-secret" not in env and "HARMLESS_SETTING" not in env
+        shell_env = await ctx.sandbox.shell("env")
+        assert "host-secret" not in shell_env.output
+    async with rt.rollout(options={"root": str(tmp_path), "pass_env": ["OPENAI_API_KEY"], "env": {"MINE": "1"}}) as ctx:
+        env = (await ctx.terminal("env"))["output"]
+        assert "OPENAI_API_KEY=sk-host-secret" in env and "MINE=1" in env and "ghp-host-secret" not in env
+
+
+async def test_concurrent_rollouts_cannot_see_each_other(tmp_path):
+    rt = Runtime()
+    async with rt.rollout(options={"root": str(tmp_path)}) as a, rt.rollout(options={"root": str(tmp_path)}) as b:
+        assert a.task_id != b.task_id and a.sandbox.workdir != b.sandbox.workdir
+        await a.write_file("secret.txt", "a only")
+        await a.call_tool("terminal", {"command": "export A_VAR=1"})
+        assert (await b.read_file("secret.txt"))["error"]
+        assert (await b.sandbox.shell('echo "[$A_VAR]"')).output == "[]\n"
+        assert "secret.txt" not in (await b.terminal("ls -a"))["output"]
+        await a.sandbox.spawn("exec -a hermes-a-proc sleep 60")
+    # leaving the block cleaned both up
+    assert marked_pids(a.task_id) == [] and marked_pids(b.task_id) == []
+
+
+async def test_sync_facade_from_a_worker_thread(tmp_path):
+    rt = Runtime()
+    async with rt.rollout(options={"root": str(tmp_path)}) as ctx:
+        sync = ctx.sync()
+
+        def sync_verifier() -> float:
+            sync.write_file("answer.txt", "42\n")
+            r = sync.terminal("cat answer.txt")
+            return 1.0 if r["output"].strip() == "42" else 0.0
+
+        assert await asyncio.to_thread(sync_verifier) == 1.0
+        with pytest.raises(RuntimeError, match="deadlock"):
+            sync.terminal("true")
+
+
+async def test_two_hundred_rollouts_leave_nothing_behind(tmp_path):
+    """Some raise, some are cancelled, some time out, some leave daemons: nothing survives."""
+    root = tmp_path / "sb"
+    rt = Runtime()
+    rng = random.Random(7)
+
+    async def one(i: int, kind: str) -> str:
+        async with rt.rollout(options={"root": str(root)}) as ctx:
+            await ctx.sandbox.spawn("sleep 300")
+            if kind == "daemon":
+                await ctx.terminal("setsid sh -c 'sleep 300' >/dev/null 2>&1 < /dev/null & nohup sleep 300 >/dev/null 2>&1 &")
+            elif kind == "timeout":
+                r = await ctx.terminal("sleep 300", timeout=0.2)
+                assert r["exit_code"] == 124
+            elif kind == "raise":
+                raise ValueError(f"verifier {i} failed")
+            elif kind == "cancel":
+                await ctx.call_tool("terminal", {"command": "sleep 300 & sleep 300"})
+            return kind
+
+    sem = asyncio.Semaphore(25)
+
+    async def guarded(i: int, kind: str):
+        async with sem:
+            task = asyncio.ensure_future(one(i, kind))
+            if kind == "cancel":
+                await asyncio.sleep(rng.choice([0.0, 0.01, 0.05, 0.1]))  # at varying stages
+                task.cancel()
+            try:
+                return await task
+            except (ValueError, asyncio.CancelledError) as e:
+                return type(e).__name__
+
+    kinds = [rng.choice(["ok", "raise", "cancel", "timeout", "daemon"]) for _ in range(200)]
+    results = await asyncio.gather(*(guarded(i, k) for i, k in enumerate(kinds)))
+    assert len(results) == 200
+    assert set(results) == {"ok", "timeout", "daemon", "ValueError", "CancelledError"}
+    await asyncio.sleep(0.1)
+    assert runtime_pids(rt.id) == [], "processes survived their rollouts"
+    assert not root.exists() or list(root.iterdir()) == [], "sandbox directories survived"
+    assert rt._sandboxes == set()

@@ -364,7 +364,14 @@ class ProcessRegistry:
         while pids and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
             pids = await asyncio.to_thread(stragglers, pgid, s.id, strict=s.recovered)
-        kill_pids(pids, signal.SIGKILL)
+        # A process may have been forking when it got SIGKILL: its new child was not in the
+        # list. A killed process forks no more, so a few rounds end it.
+        for _ in range(20):
+            if not pids:
+                break
+            kill_pids(pids, signal.SIGKILL)
+            await asyncio.sleep(0.005)
+            pids = await asyncio.to_thread(stragglers, pgid, s.id, strict=s.recovered)
 
     async def kill_task(self, task_id: str) -> None:
         """Kill every process of one rollout and forget its sessions (rollout cleanup)."""
@@ -466,10 +473,25 @@ class ProcessRegistry:
 
     def _finish_recovered(self, s: Session) -> None:
         self._close_pidfd(s)
-        code = read_rc(s.rc_path)
-        if code is None and s.killing:
-            code = 128 + signal.SIGTERM
-        self._finish(s, code)
+        if s.killing or not s.log_path:
+            code = read_rc(s.rc_path)
+            self._finish(s, 128 + signal.SIGTERM if code is None and s.killing else code)
+            return
+        fut = asyncio.ensure_future(self._settle_and_finish(s))
+        s.tasks.append(fut)
+
+    async def _settle_and_finish(self, s: Session) -> None:
+        """The log's ``tee`` may still be writing the last bytes when the job's shell exits:
+        wait (briefly) until the log stops growing, so the exit event carries them."""
+        size = -1
+        for _ in range(10):
+            now = await asyncio.to_thread(_file_size, s.log_path)
+            if now == size:
+                break
+            size = now
+            await asyncio.sleep(0.02)
+        await self._refresh(s)
+        self._finish(s, read_rc(s.rc_path))
 
     def _close_pidfd(self, s: Session) -> None:
         if s.pidfd is not None:

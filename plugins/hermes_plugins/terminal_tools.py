@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import posixpath
 import shlex
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -48,14 +49,18 @@ async def terminal(args: TerminalArgs, ctx) -> str:
 
 
 async def _cwd(args: TerminalArgs, ctx) -> str | None:
-    if args.workdir:
+    """Where a spawned command starts: ``workdir``, relative to where the model's shell is
+    (after its ``cd``s), as for foreground commands."""
+    if args.workdir and posixpath.isabs(args.workdir):
         return args.workdir
-    if getattr(ctx.sandbox, "_shell", None) is None:
-        return None
-    # A background job starts where the model's shell is (after its `cd`s).
-    res = await ctx.sandbox.shell("pwd", timeout=10)
-    lines = res.output.strip().splitlines()
-    return lines[-1] if res.exit_code == 0 and lines else None
+    here = None
+    if getattr(ctx.sandbox, "_shell", None) is not None:
+        res = await ctx.sandbox.shell("pwd", timeout=10)
+        lines = res.output.strip().splitlines()
+        here = lines[-1] if res.exit_code == 0 and lines else None
+    if args.workdir:
+        return posixpath.join(here, args.workdir) if here else args.workdir
+    return here
 
 
 async def _background(args: TerminalArgs, ctx) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
 
 __all__ = ["EvalProgress", "print_table", "print_conversation"]
@@ -94,7 +93,7 @@ def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else f"{text[:limit]}… [{len(text) - limit} more characters]"
 
 
-def print_conversation(messages: list[dict[str, Any]], *, limit: int = 2000, out: Callable[..., None] | None = None) -> None:
+def print_conversation(messages: list[dict[str, Any]], *, limit: int = 2000) -> None:
     """Print a conversation: one block per message, tool calls and results shown compactly."""
     from rich.markup import escape
 

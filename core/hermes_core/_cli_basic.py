@@ -35,6 +35,16 @@ def register(sub) -> None:
     p.add_argument("cmd", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
     p.set_defaults(func=cmd_exec)
 
+    p = sub.add_parser("sandbox", help="manage sandboxes")
+    sp = p.add_subparsers(dest="sandbox_command", metavar="ACTION")
+    sw = sp.add_parser("sweep", help="remove sandboxes left behind by a killed driver (found by their labels)")
+    sw.add_argument("--backend", action="append", metavar="NAME",
+                    help="backend to sweep (repeatable; default: every backend that supports it)")
+    sw.add_argument("--older-than", default="1h", metavar="DURATION",
+                    help="only sandboxes created longer ago than this (e.g. 30s, 10m, 2h, 1d; default 1h, "
+                         "so running evaluations are not touched)")
+    sw.set_defaults(func=cmd_sweep)
+
 
 def parse_options(pairs: list[str]) -> dict:
     from .cli import CliError
@@ -105,5 +115,49 @@ def cmd_exec(args: argparse.Namespace) -> int:
         if result.output and not result.output.endswith("\n"):
             sys.stdout.write("\n")
         return result.exit_code
+
+    return asyncio.run(run())
+
+
+def parse_duration(text: str) -> float:
+    """``"90"``/``"90s"``/``"10m"``/``"2h"``/``"1d"`` → seconds."""
+    from .cli import CliError
+
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    t = text.strip().lower()
+    try:
+        if t and t[-1] in units:
+            value = float(t[:-1]) * units[t[-1]]
+        else:
+            value = float(t)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise CliError(f"invalid duration {text!r}; use e.g. 30s, 10m, 2h or 1d")
+    return value
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from .cli import CliError
+
+    rt = runtime_from_args(args)
+    older = parse_duration(args.older_than)
+    if args.backend:
+        specs = [rt.backends.get(n) for n in args.backend]
+        for spec in specs:
+            if spec.sweep is None:
+                raise CliError(f"backend {spec.name!r} does not support sweeping")
+    else:
+        specs = [s for s in rt.backends.values() if s.sweep is not None]
+
+    async def run() -> int:
+        total = 0
+        for spec in specs:
+            removed = await spec.sweep(older)
+            for name in removed:
+                print(f"{spec.name}: removed {name}")
+            total += len(removed)
+        print(f"swept {total} sandbox(es) older than {args.older_than}")
+        return 0
 
     return asyncio.run(run())

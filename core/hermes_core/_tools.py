@@ -126,5 +126,36 @@ async def dispatch(spec: ToolSpec, raw_args: Any, ctx: ToolContext) -> tuple[str
     except Exception as e:
         msg = f"{type(e).__name__}: {e}"
         return error_result(spec.name, "exception", msg), ToolError(spec.name, "exception", msg)
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
-    return truncate(text, ctx.max_output_chars), None
+    return bound(value, ctx.max_output_chars), None
+
+
+def bound(value: Any, limit: int) -> str:
+    """Model-facing text of a tool result, at most about ``limit`` characters.
+
+    Plain text is cut head + tail. Structured results stay valid JSON: their longest string
+    fields are cut instead of the serialised text.
+    """
+    if isinstance(value, str):
+        return truncate(value, limit)
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    for _ in range(8):
+        if len(text) <= limit:
+            return text
+        leaves: list[tuple[int, Any, Any]] = []
+
+        def collect(node: Any) -> None:
+            items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+            for k, v in items:
+                if isinstance(v, str):
+                    leaves.append((len(v), node, k))
+                else:
+                    collect(v)
+
+        collect(value)
+        if not leaves:
+            break
+        size, node, key = max(leaves, key=lambda t: t[0])
+        excess = len(text) - limit
+        node[key] = truncate(node[key], max(200, size - excess - 200))
+        text = json.dumps(value, ensure_ascii=False, default=str)
+    return text

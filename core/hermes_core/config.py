@@ -7,7 +7,6 @@ import typing
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import ConfigError
@@ -119,6 +118,8 @@ def load_config(path: str | Path, model: type[BaseModel] = HermesConfig) -> Any:
     Raises:
         ConfigError: unreadable file, invalid YAML (with line), or invalid keys (named).
     """
+    import yaml  # only when a file is actually loaded: keeps `import hermes_core` light
+
     path = Path(path)
     try:
         text = path.read_text()

@@ -22,7 +22,8 @@ from hermes_core import hookimpl
 from hermes_core.errors import SandboxError
 from hermes_core.sandbox import TIMEOUT_EXIT_CODE, Capabilities, Command, ExecResult, Process, Sandbox
 
-from ._local_process import PipeProcess, _code, _killpg, spawn_local
+from ._local_exec import run_command
+from ._local_process import PipeProcess, _killpg, spawn_local
 
 #: Host variables a local sandbox inherits. Everything else (API keys, tokens) stays out
 #: unless named in ``pass_env`` or given in ``env``.
@@ -94,55 +95,17 @@ class LocalSandbox(Sandbox):
     ) -> ExecResult:
         self._check_open()
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *self.argv(command),
-                stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT,
-                cwd=self._cwd(cwd),
-                env=self._env_for(env),
-                start_new_session=True,
+            code, data, timed_out = await run_command(
+                self.argv(command), cwd=self._cwd(cwd), env=self._env_for(env), stdin=stdin,
+                timeout=timeout, track=self._pgids,
             )
         except (FileNotFoundError, NotADirectoryError, PermissionError) as e:
             return ExecResult(127 if isinstance(e, FileNotFoundError) else 126, f"{e}\n")
-        self._pgids.add(proc.pid)
-        chunks: list[bytes] = []
-
-        async def pump() -> None:
-            if stdin is not None:
-                try:
-                    proc.stdin.write(stdin)
-                    await proc.stdin.drain()
-                    proc.stdin.close()
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-            while chunk := await proc.stdout.read(1 << 16):
-                chunks.append(chunk)
-
-        reader = asyncio.ensure_future(pump())
-        timed_out = False
-        try:
-            async with asyncio.timeout(timeout):  # not wait_for: it can swallow a cancellation on 3.11
-                await proc.wait()
-        except TimeoutError:
-            timed_out = True
-        finally:
-            if proc.returncode is None or timed_out:
-                _killpg(proc.pid, signal.SIGKILL)
-                await proc.wait()
-            if not timed_out:
-                # Output a daemonised grandchild keeps open must not hang the call.
-                await asyncio.wait([reader], timeout=0.25)
-            else:
-                await asyncio.wait([reader], timeout=0.1)
-            if not reader.done():
-                reader.cancel()
-            self._pgids.discard(proc.pid)
-        output = b"".join(chunks).decode("utf-8", "replace")
+        output = data.decode("utf-8", "replace")
         if timed_out:
             output += f"\n[hermes: command timed out after {timeout:g}s and was killed]"
             return ExecResult(TIMEOUT_EXIT_CODE, output, timed_out=True)
-        return ExecResult(_code(proc.returncode), output)
+        return ExecResult(code, output)
 
     async def spawn(
         self,
@@ -268,6 +231,24 @@ def _copytree(src: Path, dest: Path) -> list[str]:
     return sorted(names)
 
 
+async def sweep(older_than: float | None = None, root: str | None = None) -> list[str]:
+    """Remove local sandboxes of dead drivers: their directories and marked processes."""
+    import re
+    import time
+
+    base = Path(root or tempfile.gettempdir())
+    cutoff = time.time() - (older_than or 0)
+    removed = []
+    for d in sorted(base.glob("hermes-*-*")):
+        m = re.fullmatch(r"hermes-([0-9a-f]{12}-\d+)-[^/]+", d.name)
+        if not m or not d.is_dir() or not (d / "work").is_dir() or d.stat().st_mtime > cutoff:
+            continue
+        await asyncio.to_thread(sweep_marked, m.group(1))
+        await asyncio.to_thread(shutil.rmtree, d, True)
+        removed.append(str(d))
+    return removed
+
+
 def _factory(options: LocalOptions, *, sandbox_id: str, labels: Mapping[str, str]) -> LocalSandbox:
     return LocalSandbox(options, sandbox_id=sandbox_id, labels=labels)
 
@@ -279,6 +260,7 @@ def hermes_register_backends(registry) -> None:
         _factory,
         options=LocalOptions,
         description="a fresh directory, scrubbed environment and own process groups on this machine",
+        sweep=sweep,
     )
 
 

@@ -13,7 +13,10 @@ COMMAND_MODULES = (
 )
 
 
-class CliError(Exception):
+from .errors import HermesError
+
+
+class CliError(HermesError):
     """A user-facing error: printed without a traceback, exit code 2."""
 
 
@@ -35,11 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
-    from .errors import HermesError
-
     try:
         return int(args.func(args) or 0)
-    except (HermesError, CliError) as e:
+    except HermesError as e:
         print(f"hermes: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

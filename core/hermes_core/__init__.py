@@ -31,7 +31,43 @@ from .sandbox import Capabilities, ExecResult, Process, Sandbox
 
 __version__ = "0.1.0"
 
+# The agent loop, environments and runner load on first use, so `import hermes_core` (and every
+# plugin import) stays light.
+_LAZY = {
+    "Agent": "agent", "AgentResult": "agent", "OpenAIAgent": "agent", "to_sharegpt": "agent",
+    "Environment": "environment", "EnvironmentConfig": "environment", "TaskItem": "environment",
+    "SetupError": "environment", "VerifierOutcome": "environment", "normalize_score": "environment",
+    "run_verifier": "environment",
+    "Runner": "runner", "RunReport": "runner", "Rollout": "runner",
+}
+
+
+def __getattr__(name: str):
+    mod = _LAZY.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'hermes_core' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{mod}", __name__), name)
+    globals()[name] = value
+    return value
+
+
 __all__ = [
+    "Agent",
+    "AgentResult",
+    "Environment",
+    "EnvironmentConfig",
+    "OpenAIAgent",
+    "RunReport",
+    "Rollout",
+    "Runner",
+    "SetupError",
+    "TaskItem",
+    "VerifierOutcome",
+    "normalize_score",
+    "run_verifier",
+    "to_sharegpt",
     "AgentRegistry",
     "BackendRegistry",
     "Capabilities",

@@ -46,8 +46,16 @@ class LocalSandbox(Sandbox):
     backend_name = "local"
     capabilities = Capabilities(pty=True, native_files=True)
 
-    def __init__(self, options: LocalOptions | None = None, *, sandbox_id: str, labels: Mapping[str, str] | None = None):
+    def __init__(
+        self,
+        options: LocalOptions | None = None,
+        *,
+        sandbox_id: str,
+        labels: Mapping[str, str] | None = None,
+        sweeper: MarkedProcessSweeper | None = None,
+    ):
         super().__init__(options or LocalOptions(), sandbox_id=sandbox_id, labels=labels)
+        self._sweeper = sweeper
         self.root: Path | None = None
         self._env: dict[str, str] = {}
         self._pgids: set[int] = set()
@@ -150,7 +158,11 @@ class LocalSandbox(Sandbox):
             # Anything that escaped its process group (setsid, double fork) still carries the
             # sandbox marker in its environment.
             for _ in range(20):
-                if not await asyncio.to_thread(sweep_marked, self.sandbox_id):
+                if self._sweeper is not None:
+                    found = await self._sweeper.sweep(self.sandbox_id)
+                else:
+                    found = await asyncio.to_thread(sweep_marked, self.sandbox_id)
+                if not found:
                     break
                 await asyncio.sleep(0.01)
             await asyncio.to_thread(shutil.rmtree, self.root, True)
@@ -158,17 +170,30 @@ class LocalSandbox(Sandbox):
 
 def sweep_marked(sandbox_id: str) -> int:
     """SIGKILL every process whose environment carries this sandbox's marker; return how many."""
-    needle = f"{MARKER}={sandbox_id}\0".encode()
+    return kill_marked({sandbox_id}).get(sandbox_id, 0)
+
+
+def kill_marked(sandbox_ids: set[str]) -> dict[str, int]:
+    """One pass over ``/proc``: SIGKILL processes (and their groups) marked with any of the ids.
+
+    Returns how many live processes were found per id.
+    """
+    key = f"{MARKER}=".encode()
     me = os.getpid()
-    found = 0
+    found: dict[str, int] = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit() or int(entry.name) == me:
             continue
         try:
             with open(f"/proc/{entry.name}/environ", "rb") as f:
-                if needle not in f.read():
-                    continue
+                env = f.read()
         except OSError:
+            continue
+        at = env.find(key)
+        if at < 0 or (at > 0 and env[at - 1] != 0):
+            continue
+        sid = env[at + len(key) : env.find(b"\0", at)].decode(errors="replace")
+        if sid not in sandbox_ids:
             continue
         pid = int(entry.name)
         try:
@@ -177,7 +202,7 @@ def sweep_marked(sandbox_id: str) -> int:
                     continue  # a zombie waiting for its parent to reap it: already dead
         except (OSError, IndexError):
             continue
-        found += 1
+        found[sid] = found.get(sid, 0) + 1
         try:
             _killpg(os.getpgid(pid), signal.SIGKILL)
         except ProcessLookupError:
@@ -187,6 +212,42 @@ def sweep_marked(sandbox_id: str) -> int:
         except ProcessLookupError:
             pass
     return found
+
+
+class MarkedProcessSweeper:
+    """Coalesces the ``/proc`` sweeps of sandboxes closing at the same time into shared passes.
+
+    One per Runtime (made in the registration hook): 64 rollouts ending together cost a few
+    scans of ``/proc`` instead of 64.
+    """
+
+    def __init__(self) -> None:
+        self._pending: dict[str, list[asyncio.Future[int]]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def sweep(self, sandbox_id: str) -> int:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[int] = loop.create_future()
+        self._pending.setdefault(sandbox_id, []).append(fut)
+        if self._task is None or self._task.done() or self._task.get_loop() is not loop:
+            self._task = loop.create_task(self._drain())
+        return await fut
+
+    async def _drain(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, {}
+            try:
+                counts = await asyncio.to_thread(kill_marked, set(batch))
+            except BaseException as e:  # hand the failure to every waiter, never strand one
+                for futs in batch.values():
+                    for f in futs:
+                        if not f.done():
+                            f.set_exception(e)
+                raise
+            for sid, futs in batch.items():
+                for f in futs:
+                    if not f.done():
+                        f.set_result(counts.get(sid, 0))
 
 
 def _atomic_write(dest: Path, data: bytes) -> None:
@@ -249,19 +310,20 @@ async def sweep(older_than: float | None = None, root: str | None = None) -> lis
     return removed
 
 
-def _factory(options: LocalOptions, *, sandbox_id: str, labels: Mapping[str, str]) -> LocalSandbox:
-    return LocalSandbox(options, sandbox_id=sandbox_id, labels=labels)
-
-
 @hookimpl
 def hermes_register_backends(registry) -> None:
+    sweeper = MarkedProcessSweeper()  # per Runtime: this hook runs once for each
+
+    def factory(options: LocalOptions, *, sandbox_id: str, labels: Mapping[str, str]) -> LocalSandbox:
+        return LocalSandbox(options, sandbox_id=sandbox_id, labels=labels, sweeper=sweeper)
+
     registry.register(
         "local",
-        _factory,
+        factory,
         options=LocalOptions,
         description="a fresh directory, scrubbed environment and own process groups on this machine",
         sweep=sweep,
     )
 
 
-__all__ = ["LocalOptions", "LocalSandbox", "PipeProcess", "sweep_marked"]
+__all__ = ["LocalOptions", "LocalSandbox", "MarkedProcessSweeper", "PipeProcess", "kill_marked", "sweep_marked"]

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import posixpath
 import shlex
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from hermes_core import hookimpl
-from hermes_core._tools import ToolFailure, truncate
+from hermes_core._tools import ToolFailure
 from hermes_core.errors import ProcessError
 
 
@@ -25,7 +24,7 @@ class TerminalArgs(BaseModel):
     check_interval: int | None = Field(None, ge=1, le=86_400, description="With background: the host is told about the process's progress every this many seconds, and when it exits.")
 
 
-async def terminal(args: TerminalArgs, ctx) -> str:
+async def terminal(args: TerminalArgs, ctx) -> dict:
     if args.check_interval is not None and not args.background:
         raise ToolFailure("check_interval needs background=true", kind="invalid_arguments")
     if args.background:
@@ -42,10 +41,10 @@ async def terminal(args: TerminalArgs, ctx) -> str:
     result = await ctx.sandbox.shell(command, timeout=args.timeout)
     body = {
         "exit_code": result.exit_code,
-        "output": truncate(result.output, max(1000, ctx.max_output_chars - 500)),
+        "output": result.output,  # bounded (head + tail) by the dispatch site
         "error": "timeout" if result.timed_out else None,
     }
-    return json.dumps(body, ensure_ascii=False)
+    return body
 
 
 async def _cwd(args: TerminalArgs, ctx) -> str | None:
@@ -63,7 +62,7 @@ async def _cwd(args: TerminalArgs, ctx) -> str | None:
     return here
 
 
-async def _background(args: TerminalArgs, ctx) -> str:
+async def _background(args: TerminalArgs, ctx) -> dict:
     runtime = getattr(ctx, "runtime", None)
     if runtime is None:
         raise ToolFailure("background processes need a Runtime; this ToolContext was built without one", kind="unavailable")
@@ -81,10 +80,10 @@ async def _background(args: TerminalArgs, ctx) -> str:
         "pty": s.pty,
         "note": "running in the background; use the process tool (poll, log, wait, kill, write, submit)",
     }
-    return json.dumps(body, ensure_ascii=False)
+    return body
 
 
-async def _foreground_pty(args: TerminalArgs, ctx) -> str:
+async def _foreground_pty(args: TerminalArgs, ctx) -> dict:
     """One command on a terminal, to completion or timeout (the stateful shell is not used)."""
     cwd = await _cwd(args, ctx)
     try:
@@ -112,10 +111,10 @@ async def _foreground_pty(args: TerminalArgs, ctx) -> str:
     reader.cancel()
     body = {
         "exit_code": 124 if timed_out else code,
-        "output": truncate(b"".join(chunks).decode("utf-8", "replace"), max(1000, ctx.max_output_chars - 500)),
+        "output": b"".join(chunks).decode("utf-8", "replace"),
         "error": "timeout" if timed_out else None,
     }
-    return json.dumps(body, ensure_ascii=False)
+    return body
 
 
 @hookimpl

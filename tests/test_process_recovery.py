@@ -9,7 +9,6 @@ import signal
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import psutil
 import pytest

@@ -17,15 +17,13 @@ recycled pid is never signalled.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import math
-import os
 import secrets
 import shlex
 import signal
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,10 +40,11 @@ from ._process_state import (
     boot_id,
     kill_pids,
     proc_stat,
-    read_rc,
-    same_process,
     stragglers,
 )
+from ._process_events import EventsMixin, _EventStream
+from ._process_io import file_size, read_range
+from ._process_recovery import RecoveryMixin
 from .config import ProcessConfig
 from .errors import ProcessError
 
@@ -74,10 +73,9 @@ _WRAPPER = (
 )
 _READ_CHUNK = 1 << 16
 _DRAIN = 0.05  # how long an exited process's last output may take to arrive
-_EVENT_OUTPUT = 2000
 
 
-class ProcessRegistry:
+class ProcessRegistry(RecoveryMixin, EventsMixin):
     """Background processes of one runtime.
 
     Args:
@@ -250,13 +248,13 @@ class ProcessRegistry:
         s = await self._get(session_id, task_id)
         total = s.buffer.total
         if s.log_path:
-            total = max(total, await asyncio.to_thread(_file_size, s.log_path))
+            total = max(total, await asyncio.to_thread(file_size, s.log_path))
         if offset < 0:
             offset = max(0, total + offset)
         available_from = 0 if s.log_path else s.buffer.start
         start = max(offset, available_from)
         if s.log_path:
-            data = await asyncio.to_thread(_read_range, s.log_path, start, limit)
+            data = await asyncio.to_thread(read_range, s.log_path, start, limit)
         else:
             start, data = s.buffer.read(start, limit)
         text = data.decode("utf-8", "replace")
@@ -402,134 +400,6 @@ class ProcessRegistry:
                         Path(p).unlink(missing_ok=True)
         self._save()
 
-    # ------------------------------------------------------------------ recovery
-
-    async def recover(self) -> list[Session]:
-        """Adopt the sessions of crashed drivers from the checkpoint (once; later calls return
-        the same list). Called by every action, so an explicit call is only needed to learn
-        what was recovered."""
-        if self._recovered is not None:
-            return self._recovered
-        if self._recover_lock is None:
-            self._recover_lock = asyncio.Lock()
-        async with self._recover_lock:
-            if self._recovered is not None:
-                return self._recovered
-            self._owner = await asyncio.to_thread(ckpt.owner_record, self.runtime_id)
-            records: list[dict[str, Any]] = []
-            if self.config.checkpoint and self.config.recover:
-                try:
-                    records = await asyncio.to_thread(ckpt.adopt_orphans, self.checkpoint_path, self._owner)
-                except OSError as e:
-                    log.warning("cannot read process checkpoint %s: %s", self.checkpoint_path, e)
-            self._recovered = [self._adopt(r) for r in records if r["id"] not in self._sessions]
-            for s in self._recovered:
-                self._emit(s, "recovered")
-                if s.running:
-                    self._watch_recovered(s)
-            if self._recovered:
-                self._save()
-        return self._recovered
-
-    def _adopt(self, r: dict[str, Any]) -> Session:
-        s = Session(
-            id=r["id"], command=str(r.get("command", "")), task_id=str(r.get("task_id", "")),
-            pid=r.get("pid"), pty=bool(r.get("pty")), backend=str(r.get("backend", "?")),
-            sandbox_id=str(r.get("sandbox_id", "")), cwd=r.get("cwd"),
-            buffer=RingBuffer(self.config.buffer_bytes), started_at=float(r.get("started_at") or time.time()),
-            start_ticks=r.get("start_ticks"), boot_id=r.get("boot_id"), host=bool(r.get("host")),
-            status=r.get("status", "exited"), exit_code=r.get("exit_code"), ended_at=r.get("ended_at"),
-            log_path=r.get("log_path"), rc_path=r.get("rc_path"), recovered=True, stdin_open=False,
-        )
-        if s.status not in ("running", "exited", "killed"):
-            s.status = "exited"
-        if s.running and not (s.host and same_process(s.pid, s.start_ticks, s.boot_id, self._boot)):
-            s.status, s.ended_at = "exited", time.time()
-            s.exit_code = read_rc(s.rc_path)
-            s.note = (
-                "the driver crashed and this process ended since"
-                if s.host else f"the driver crashed; a {s.backend} process cannot be reached again"
-            )
-        if not s.running:
-            s.done.set()
-        self._sessions[s.id] = s
-        return s
-
-    def _watch_recovered(self, s: Session) -> None:
-        """Notice the exit of a process that is not our child, through a pidfd."""
-        assert s.pid is not None
-        try:
-            fd = os.pidfd_open(s.pid)
-        except OSError:
-            self._finish_recovered(s)
-            return
-        # Checked after opening: the pidfd now pins this very process.
-        if not same_process(s.pid, s.start_ticks, s.boot_id, self._boot):
-            os.close(fd)
-            self._finish_recovered(s)
-            return
-        s.pidfd = fd
-        asyncio.get_running_loop().add_reader(fd, self._finish_recovered, s)
-
-    def _finish_recovered(self, s: Session) -> None:
-        self._close_pidfd(s)
-        if s.killing or not s.log_path:
-            code = read_rc(s.rc_path)
-            self._finish(s, 128 + signal.SIGTERM if code is None and s.killing else code)
-            return
-        fut = asyncio.ensure_future(self._settle_and_finish(s))
-        s.tasks.append(fut)
-
-    async def _settle_and_finish(self, s: Session) -> None:
-        """The log's ``tee`` may still be writing the last bytes when the job's shell exits:
-        wait (briefly) until the log stops growing, so the exit event carries them."""
-        size = -1
-        for _ in range(10):
-            now = await asyncio.to_thread(_file_size, s.log_path)
-            if now == size:
-                break
-            size = now
-            await asyncio.sleep(0.02)
-        await self._refresh(s)
-        self._finish(s, read_rc(s.rc_path))
-
-    def _close_pidfd(self, s: Session) -> None:
-        if s.pidfd is not None:
-            fd, s.pidfd = s.pidfd, None
-            try:
-                asyncio.get_running_loop().remove_reader(fd)
-            except RuntimeError:
-                pass
-            os.close(fd)
-
-    async def _kill_recovered(self, s: Session, grace: float) -> None:
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            # Only while the recorded leader is verifiably alive is its pid (= its group id) ours.
-            if s.pidfd is not None and same_process(s.pid, s.start_ticks, s.boot_id, self._boot):
-                try:
-                    signal.pidfd_send_signal(s.pidfd, sig)
-                    os.killpg(s.pid, sig)
-                except (ProcessLookupError, PermissionError):
-                    pass
-            try:
-                await asyncio.wait_for(asyncio.shield(s.done.wait()), grace if sig == signal.SIGTERM else 1.0)
-                return
-            except TimeoutError:
-                continue
-        self._finish_recovered(s)
-
-    async def _refresh(self, s: Session) -> None:
-        """Read what a recovered process logged since last time (at most one buffer's worth)."""
-        if not s.log_path:
-            return
-        size = await asyncio.to_thread(_file_size, s.log_path)
-        if size <= s.buffer.total:
-            return
-        start = max(s.buffer.total, size - s.buffer.capacity)
-        data = await asyncio.to_thread(_read_range, s.log_path, start, size - start)
-        s.buffer.skip_to(start)
-        s.buffer.append(data)
-
     async def _get(self, session_id: str, task_id: str | None) -> Session:
         await self.recover()
         s = self.get(session_id, task_id)
@@ -560,124 +430,3 @@ class ProcessRegistry:
         """Wait until the checkpoint on disk reflects every change made so far."""
         while self._saver is not None and not self._saver.done():
             await asyncio.shield(self._saver)
-
-    # ------------------------------------------------------------------ notifications
-
-    def events(self, task_id: str | None = None, *, maxsize: int = 1000) -> AsyncIterator[ProcessEvent]:
-        """An async iterator of :class:`ProcessEvent` from now on (of one rollout, or all).
-
-        It ends when the registry shuts down (:meth:`kill_all`). At most ``maxsize`` unread
-        events are kept; older ones are dropped (``stream.dropped`` counts them).
-        """
-        return _EventStream(self, task_id, maxsize)
-
-    def subscribe(self, callback: Callable[[ProcessEvent], Any], task_id: str | None = None) -> Callable[[], None]:
-        """Call ``callback(event)`` for each event (a coroutine function is scheduled as a task).
-
-        Returns:
-            A function that unsubscribes.
-        """
-        entry = (callback, task_id)
-        self._callbacks.append(entry)
-
-        def unsubscribe() -> None:
-            if entry in self._callbacks:
-                self._callbacks.remove(entry)
-
-        return unsubscribe
-
-    def _emit(self, s: Session, kind: str, *, new_bytes: int = 0) -> None:
-        tail = s.buffer.tail(min(new_bytes, _EVENT_OUTPUT * 4) if kind == "progress" else _EVENT_OUTPUT * 4)
-        event = ProcessEvent(
-            kind=kind, session_id=s.id, task_id=s.task_id, command=s.command, pid=s.pid,  # type: ignore[arg-type]
-            status=s.status, exit_code=s.exit_code, output=tail.decode("utf-8", "replace")[-_EVENT_OUTPUT:],
-            new_bytes=new_bytes, output_bytes=s.buffer.total, time=time.time(),
-        )
-        for stream in list(self._streams):
-            if stream.task_id is None or stream.task_id == s.task_id:
-                stream.put(event)
-        for callback, task_id in list(self._callbacks):
-            if task_id is not None and task_id != s.task_id:
-                continue
-            try:
-                result = callback(event)
-                if inspect.isawaitable(result):
-                    fut = asyncio.ensure_future(result)
-                    self._bg.add(fut)
-                    fut.add_done_callback(self._callback_done)
-            except Exception:
-                log.exception("process event callback %r failed", callback)
-
-    def _callback_done(self, fut: asyncio.Future[Any]) -> None:
-        self._bg.discard(fut)
-        if not fut.cancelled() and fut.exception() is not None:
-            log.error("process event callback failed", exc_info=fut.exception())
-
-    async def _watch(self, s: Session, interval: float) -> None:
-        last = s.buffer.total
-        while s.running:
-            try:
-                await asyncio.wait_for(asyncio.shield(s.done.wait()), interval)
-                return  # the exit event says the rest
-            except TimeoutError:
-                pass
-            if s.recovered:
-                await self._refresh(s)
-            total = s.buffer.total
-            self._emit(s, "progress", new_bytes=total - last)
-            last = total
-
-
-class _EventStream:
-    """One subscriber's queue of events (see :meth:`ProcessRegistry.events`)."""
-
-    def __init__(self, registry: ProcessRegistry, task_id: str | None, maxsize: int):
-        self.task_id = task_id
-        self.dropped = 0
-        self._registry = registry
-        self._queue: asyncio.Queue[ProcessEvent | None] = asyncio.Queue()
-        self._maxsize = maxsize
-        self._closed = False
-        registry._streams.add(self)
-
-    def put(self, event: ProcessEvent | None) -> None:
-        if self._queue.qsize() >= self._maxsize:
-            self._queue.get_nowait()
-            self.dropped += 1
-        self._queue.put_nowait(event)
-
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._registry._streams.discard(self)
-            self._queue.put_nowait(None)
-
-    def __aiter__(self) -> _EventStream:
-        return self
-
-    async def __anext__(self) -> ProcessEvent:
-        if self._closed and self._queue.empty():
-            raise StopAsyncIteration
-        event = await self._queue.get()
-        if event is None:
-            raise StopAsyncIteration
-        return event
-
-    async def aclose(self) -> None:
-        self.close()
-
-
-def _file_size(path: str) -> int:
-    try:
-        return os.stat(path).st_size
-    except OSError:
-        return 0
-
-
-def _read_range(path: str, offset: int, limit: int) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            f.seek(offset)
-            return f.read(max(0, limit))
-    except OSError:
-        return b""

@@ -1,0 +1,151 @@
+"""Crash recovery of the process registry: adopting the sessions of a dead driver from the
+checkpoint, watching processes that are not our children (pidfd), reading what they logged since
+the crash, and killing them only after checking they are still the recorded processes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from typing import Any
+
+from . import _process_checkpoint as ckpt
+from ._process_io import file_size, read_range
+from ._process_state import RingBuffer, Session, read_rc, same_process
+
+log = logging.getLogger("hermes.processes")
+
+_Base: Any = object
+
+
+class RecoveryMixin(_Base):
+    """The recovery half of :class:`~hermes_core._processes.ProcessRegistry`."""
+
+    async def recover(self) -> list[Session]:
+        """Adopt the sessions of crashed drivers from the checkpoint (once; later calls return
+        the same list). Called by every action, so an explicit call is only needed to learn
+        what was recovered."""
+        if self._recovered is not None:
+            return self._recovered
+        if self._recover_lock is None:
+            self._recover_lock = asyncio.Lock()
+        async with self._recover_lock:
+            if self._recovered is not None:
+                return self._recovered
+            self._owner = await asyncio.to_thread(ckpt.owner_record, self.runtime_id)
+            records: list[dict[str, Any]] = []
+            if self.config.checkpoint and self.config.recover:
+                try:
+                    records = await asyncio.to_thread(ckpt.adopt_orphans, self.checkpoint_path, self._owner)
+                except OSError as e:
+                    log.warning("cannot read process checkpoint %s: %s", self.checkpoint_path, e)
+            self._recovered = [self._adopt(r) for r in records if r["id"] not in self._sessions]
+            for s in self._recovered:
+                self._emit(s, "recovered")
+                if s.running:
+                    self._watch_recovered(s)
+            if self._recovered:
+                self._save()
+        return self._recovered
+
+    def _adopt(self, r: dict[str, Any]) -> Session:
+        s = Session(
+            id=r["id"], command=str(r.get("command", "")), task_id=str(r.get("task_id", "")),
+            pid=r.get("pid"), pty=bool(r.get("pty")), backend=str(r.get("backend", "?")),
+            sandbox_id=str(r.get("sandbox_id", "")), cwd=r.get("cwd"),
+            buffer=RingBuffer(self.config.buffer_bytes), started_at=float(r.get("started_at") or time.time()),
+            start_ticks=r.get("start_ticks"), boot_id=r.get("boot_id"), host=bool(r.get("host")),
+            status=r.get("status", "exited"), exit_code=r.get("exit_code"), ended_at=r.get("ended_at"),
+            log_path=r.get("log_path"), rc_path=r.get("rc_path"), recovered=True, stdin_open=False,
+        )
+        if s.status not in ("running", "exited", "killed"):
+            s.status = "exited"
+        if s.running and not (s.host and same_process(s.pid, s.start_ticks, s.boot_id, self._boot)):
+            s.status, s.ended_at = "exited", time.time()
+            s.exit_code = read_rc(s.rc_path)
+            s.note = (
+                "the driver crashed and this process ended since"
+                if s.host else f"the driver crashed; a {s.backend} process cannot be reached again"
+            )
+        if not s.running:
+            s.done.set()
+        self._sessions[s.id] = s
+        return s
+
+    def _watch_recovered(self, s: Session) -> None:
+        """Notice the exit of a process that is not our child, through a pidfd."""
+        assert s.pid is not None
+        try:
+            fd = os.pidfd_open(s.pid)
+        except OSError:
+            self._finish_recovered(s)
+            return
+        # Checked after opening: the pidfd now pins this very process.
+        if not same_process(s.pid, s.start_ticks, s.boot_id, self._boot):
+            os.close(fd)
+            self._finish_recovered(s)
+            return
+        s.pidfd = fd
+        asyncio.get_running_loop().add_reader(fd, self._finish_recovered, s)
+
+    def _finish_recovered(self, s: Session) -> None:
+        self._close_pidfd(s)
+        if s.killing or not s.log_path:
+            code = read_rc(s.rc_path)
+            self._finish(s, 128 + signal.SIGTERM if code is None and s.killing else code)
+            return
+        fut = asyncio.ensure_future(self._settle_and_finish(s))
+        s.tasks.append(fut)
+
+    async def _settle_and_finish(self, s: Session) -> None:
+        """The log's ``tee`` may still be writing the last bytes when the job's shell exits:
+        wait (briefly) until the log stops growing, so the exit event carries them."""
+        size = -1
+        for _ in range(10):
+            now = await asyncio.to_thread(file_size, s.log_path)
+            if now == size:
+                break
+            size = now
+            await asyncio.sleep(0.02)
+        await self._refresh(s)
+        self._finish(s, read_rc(s.rc_path))
+
+    def _close_pidfd(self, s: Session) -> None:
+        if s.pidfd is not None:
+            fd, s.pidfd = s.pidfd, None
+            try:
+                asyncio.get_running_loop().remove_reader(fd)
+            except RuntimeError:
+                pass
+            os.close(fd)
+
+    async def _kill_recovered(self, s: Session, grace: float) -> None:
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            # Only while the recorded leader is verifiably alive is its pid (= its group id) ours.
+            if s.pidfd is not None and same_process(s.pid, s.start_ticks, s.boot_id, self._boot):
+                try:
+                    signal.pidfd_send_signal(s.pidfd, sig)
+                    os.killpg(s.pid, sig)
+                except (ProcessLookupError, PermissionError):
+                    pass
+            try:
+                await asyncio.wait_for(asyncio.shield(s.done.wait()), grace if sig == signal.SIGTERM else 1.0)
+                return
+            except TimeoutError:
+                continue
+        self._finish_recovered(s)
+
+    async def _refresh(self, s: Session) -> None:
+        """Read what a recovered process logged since last time (at most one buffer's worth)."""
+        if not s.log_path:
+            return
+        size = await asyncio.to_thread(file_size, s.log_path)
+        if size <= s.buffer.total:
+            return
+        start = max(s.buffer.total, size - s.buffer.capacity)
+        data = await asyncio.to_thread(read_range, s.log_path, start, size - start)
+        s.buffer.skip_to(start)
+        s.buffer.append(data)
+

@@ -75,7 +75,8 @@ class EventsMixin(_Base):
         last = s.buffer.total
         while s.running:
             try:
-                await asyncio.wait_for(asyncio.shield(s.done.wait()), interval)
+                async with asyncio.timeout(interval):
+                    await s.done.wait()
                 return  # the exit event says the rest
             except TimeoutError:
                 pass

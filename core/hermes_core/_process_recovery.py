@@ -131,7 +131,8 @@ class RecoveryMixin(_Base):
                 except (ProcessLookupError, PermissionError):
                     pass
             try:
-                await asyncio.wait_for(asyncio.shield(s.done.wait()), grace if sig == signal.SIGTERM else 1.0)
+                async with asyncio.timeout(grace if sig == signal.SIGTERM else 1.0):
+                    await s.done.wait()
                 return
             except TimeoutError:
                 continue

@@ -279,7 +279,8 @@ class ProcessRegistry(RecoveryMixin, EventsMixin):
         used = min(float(timeout), self.config.max_wait_seconds)
         if s.running:
             try:
-                await asyncio.wait_for(asyncio.shield(s.done.wait()), used)
+                async with asyncio.timeout(used):
+                    await s.done.wait()
             except TimeoutError:
                 pass
         if s.recovered:
@@ -344,7 +345,8 @@ class ProcessRegistry(RecoveryMixin, EventsMixin):
                 except Exception as e:
                     s.note = f"kill failed: {type(e).__name__}: {e}"
                 try:
-                    await asyncio.wait_for(asyncio.shield(s.done.wait()), 1.0)
+                    async with asyncio.timeout(1.0):
+                        await s.done.wait()
                 except TimeoutError:
                     self._finish(s, s.proc.returncode)
         if s.host:

@@ -42,6 +42,7 @@ T = TypeVar("T")
 BACKEND_LABEL = "hermes.backend"
 #: The longest ``sleep`` argument every ``sleep`` accepts (busybox parses a C int).
 _FOREVER = 2_147_483_647
+_NOT_FOUND = re.compile(rb"executable file not found|exec: \S+: no such file or directory")
 #: Once the engine says a one-shot command exited, how long its output may still trickle in.
 _DRAIN = 0.25
 
@@ -54,7 +55,9 @@ class DockerSandbox(Sandbox):
     """
 
     backend_name = "docker"
-    capabilities = Capabilities(pty=True, native_files=True, network_policy=True)
+    capabilities = Capabilities(
+        pty=True, native_files=True, network_policy=True, isolated_filesystem=True, isolated_processes=True
+    )
 
     def __init__(
         self, options: DockerOptions | None = None, *, sandbox_id: str, labels: Mapping[str, str] | None = None
@@ -253,7 +256,10 @@ class DockerSandbox(Sandbox):
         if code is None:
             await self._call(self._inspect_container, what="running a command")
             code = 255
-        return ExecResult(code, job.output().decode("utf-8", "replace"))
+        output = job.output()
+        if code == 126 and output.startswith(b"OCI runtime exec failed") and _NOT_FOUND.search(output):
+            code = 127  # what a shell reports for a missing command, and what the local backend does
+        return ExecResult(code, output.decode("utf-8", "replace"))
 
     async def _finish(self, job: ExecJob, fut: asyncio.Future[int | None], deadline: float | None) -> int | None:
         """Wait for the command; return its exit code. Raises TimeoutError at the deadline.
@@ -320,7 +326,7 @@ class DockerSandbox(Sandbox):
         exec_id, stream, chunks, pid, early, ended = await self._call(start, what="starting a process")
         proc = DockerProcess(
             self._api, exec_id, stream, chunks, pid=pid, pty=pty, early=early, ended=ended,
-            signaller=self._signal_group,
+            signaller=self._signal_group, closing=lambda: self.closed,
         )
         self._processes.add(proc)
         return proc

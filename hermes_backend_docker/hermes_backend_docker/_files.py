@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 from hermes_core.errors import TransferError
 
+from ._engine import ContainerGoneError
+
 if TYPE_CHECKING:
     from docker import APIClient
 
@@ -86,13 +88,35 @@ class Archive:
         res = self.api.head(self.api._url("/containers/{0}/archive", self.container), params={"path": path})  # noqa: SLF001
         if res.status_code == 404:
             return None
-        self.api._raise_for_status(res)  # noqa: SLF001
+        if res.status_code >= 400:
+            self._explain(path)
         raw = res.headers.get("X-Docker-Container-Path-Stat")
         return json.loads(base64.b64decode(raw)) if raw else None
 
+    def _explain(self, path: str) -> None:
+        """A HEAD error has no body: repeat the request as a GET to learn (and raise) why."""
+        import docker.errors
+
+        try:
+            chunks, _ = self.api.get_archive(self.container, path)
+        except docker.errors.APIError as e:
+            raise _path_error(e, path) from None
+        for _ in chunks:  # it worked after all: drain and close the response
+            pass
+
     def _container_exists(self) -> None:
-        """Raise the engine's NotFound if the container is gone (a 404 on a path is ambiguous)."""
-        self.api.inspect_container(self.container)
+        """Raise if the container is gone or stopped (a 404 on a path is ambiguous)."""
+        import docker.errors
+
+        try:
+            state = self.api.inspect_container(self.container).get("State", {})
+        except docker.errors.NotFound:
+            state = {}
+        if not state.get("Running"):
+            raise ContainerGoneError(
+                f"the container {self.container[:12]} is gone or stopped (removed or killed outside "
+                "hermes, or it reached its max_lifetime)"
+            )
 
     def _header(self, name: str, size: int, mode: int, kind: bytes = tarfile.REGTYPE) -> bytes:
         info = tarfile.TarInfo(name)
@@ -345,6 +369,8 @@ def _path_error(e: Any, path: str) -> BaseException:
     text = str(getattr(e, "explanation", "") or e)
     if "not a directory" in text:
         return NotADirectoryError(f"not a directory in sandbox: {path!r} ({text})")
+    if getattr(e, "status_code", None) == 404 and "no such container" not in text.lower():
+        return FileNotFoundError(f"no such file or directory in sandbox: {path!r}")
     if "no such container" in text.lower():
         return e
     return TransferError(f"upload into {path!r} failed: {text}")

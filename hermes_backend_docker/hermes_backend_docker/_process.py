@@ -190,6 +190,7 @@ class DockerProcess(Process):
         early: bytes,
         ended: bool,
         signaller: Callable[[int, int], Awaitable[None]],
+        closing: Callable[[], bool] = lambda: False,
     ):
         self.pid = pid
         self.pty = pty
@@ -197,6 +198,7 @@ class DockerProcess(Process):
         self.exec_id = exec_id
         self._stream = stream
         self._signaller = signaller
+        self._closing = closing
         self._loop = asyncio.get_running_loop()
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)
@@ -293,7 +295,8 @@ class DockerProcess(Process):
         if self._poller is None:
             self._poller = asyncio.ensure_future(self._poll())
         try:
-            await asyncio.wait_for(asyncio.shield(self._exited.wait()), timeout)
+            async with asyncio.timeout(timeout):
+                await self._exited.wait()
         except TimeoutError:
             return None
         return self._code
@@ -315,6 +318,13 @@ class DockerProcess(Process):
 
     async def signal(self, sig: int) -> None:
         if self._code is not None or self.pid is None:
+            return
+        if self._closing():
+            # The sandbox is being torn down and its container is removed next, which kills
+            # this process for certain. Signalling through another exec could stall for
+            # seconds (the engine holds new execs while a dead exec's output drains).
+            self.detach()
+            self._set_exit(128 + int(sig))
             return
         await self._signaller(int(sig), self.pid)
 

@@ -179,8 +179,9 @@ class DockerSandbox(Sandbox):
         return self.container_id
 
     async def _close(self) -> None:
-        if self._creating is not None and not self._creating.done():
+        if self._creating is not None:
             try:
+                # Waits for a creation still running on its thread (start() was cancelled).
                 await self._creating
             except BaseException:  # noqa: BLE001 - whatever happened, clean up what exists
                 pass
@@ -243,15 +244,14 @@ class DockerSandbox(Sandbox):
         try:
             code = await self._finish(job, fut, deadline)
         except TimeoutError:
-            await self._kill_marked(job.marker)
-            await asyncio.wait({fut}, timeout=3.0)  # the engine closes the stream once all are dead
+            await self._reap(job, fut)
             job.abandon()
             output = job.output().decode("utf-8", "replace")
             output += f"\n[hermes: command timed out after {timeout:g}s and was killed]"
             return ExecResult(TIMEOUT_EXIT_CODE, output, timed_out=True)
         except asyncio.CancelledError:
             # The caller gave up: the command must not run on unobserved.
-            self._spawn_background(self._kill_marked(job.marker))
+            self._spawn_background(self._reap(job, fut))
             raise
         if code is None:
             await self._call(self._inspect_container, what="running a command")
@@ -287,6 +287,19 @@ class DockerSandbox(Sandbox):
                     return await self._call_future(fut, what="running a command")
                 job.abandon()
                 return await in_thread(exit_code, self._api, job.exec_id)
+
+    async def _reap(self, job: ExecJob, fut: asyncio.Future[int | None]) -> None:
+        """Kill a one-shot command that is still running, and wait until its stream ends."""
+        # A command whose exec is still being created cannot be found yet: let it appear first.
+        for _ in range(500):
+            if job.stream is not None or fut.done():
+                break
+            await asyncio.sleep(0.01)
+        for grace in (1.0, 2.0):  # a second pass catches a process that started during the first
+            if fut.done():
+                return
+            await self._kill_marked(job.marker)
+            await asyncio.wait({fut}, timeout=grace)  # the engine ends the stream once all are dead
 
     async def _kill_marked(self, marker: str) -> None:
         """SIGKILL every process (and its group) of one one-shot exec."""
@@ -325,8 +338,16 @@ class DockerSandbox(Sandbox):
         )
         exec_id, stream, chunks, pid, early, ended = await self._call(start, what="starting a process")
         proc = DockerProcess(
-            self._api, exec_id, stream, chunks, pid=pid, pty=pty, early=early, ended=ended,
-            signaller=self._signal_group, closing=lambda: self.closed,
+            self._api,
+            exec_id,
+            stream,
+            chunks,
+            pid=pid,
+            pty=pty,
+            early=early,
+            ended=ended,
+            signaller=self._signal_group,
+            closing=lambda: self.closed,
         )
         self._processes.add(proc)
         return proc
@@ -354,19 +375,27 @@ class DockerSandbox(Sandbox):
 
     async def put_file(self, local_path: str | Path, remote_path: str) -> int:
         self._check_open()
-        return await self._call(self._archive.put_file, Path(local_path), self.path(remote_path), what=f"uploading to {remote_path!r}")
+        return await self._call(
+            self._archive.put_file, Path(local_path), self.path(remote_path), what=f"uploading to {remote_path!r}"
+        )
 
     async def get_file(self, remote_path: str, local_path: str | Path) -> int:
         self._check_open()
-        return await self._call(self._archive.get_file, self.path(remote_path), Path(local_path), what=f"downloading {remote_path!r}")
+        return await self._call(
+            self._archive.get_file, self.path(remote_path), Path(local_path), what=f"downloading {remote_path!r}"
+        )
 
     async def put_dir(self, local_dir: str | Path, remote_dir: str) -> list[str]:
         self._check_open()
-        return await self._call(self._archive.put_dir, Path(local_dir), self.path(remote_dir), what=f"uploading to {remote_dir!r}")
+        return await self._call(
+            self._archive.put_dir, Path(local_dir), self.path(remote_dir), what=f"uploading to {remote_dir!r}"
+        )
 
     async def get_dir(self, remote_dir: str, local_dir: str | Path) -> list[str]:
         self._check_open()
-        return await self._call(self._archive.get_dir, self.path(remote_dir), Path(local_dir), what=f"downloading {remote_dir!r}")
+        return await self._call(
+            self._archive.get_dir, self.path(remote_dir), Path(local_dir), what=f"downloading {remote_dir!r}"
+        )
 
 
 def _run_blocking(api: Any, container: str) -> Callable[..., Any]:

@@ -110,5 +110,7 @@ class DockerOptions(BaseModel):
     def _labels(cls, v: dict[str, str]) -> dict[str, str]:
         for key in v:
             if key.startswith(RESERVED_LABEL_PREFIX):
-                raise ValueError(f"label {key!r} is reserved: hermes sets labels starting with {RESERVED_LABEL_PREFIX!r}")
+                raise ValueError(
+                    f"label {key!r} is reserved: hermes sets labels starting with {RESERVED_LABEL_PREFIX!r}"
+                )
         return v

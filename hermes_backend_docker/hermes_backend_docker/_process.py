@@ -62,9 +62,9 @@ def prelude(argv: Sequence[str], *, pty: bool) -> list[str]:
     """``argv`` behind the ``sh`` line that reports its PID (stderr in pipe mode)."""
     if pty:
         # A fresh exec TTY is 0x0; give programs the same size the local backend uses.
-        script = "stty cols 200 rows 40 2>/dev/null; printf '__HERMES_PID_%s__\\n' \"$$\"; exec \"$@\""
+        script = 'stty cols 200 rows 40 2>/dev/null; printf \'__HERMES_PID_%s__\\n\' "$$"; exec "$@"'
     else:
-        script = "printf '__HERMES_PID_%s__\\n' \"$$\" >&2; exec \"$@\""
+        script = 'printf \'__HERMES_PID_%s__\\n\' "$$" >&2; exec "$@"'
     return ["sh", "-c", script, "sh", *argv]
 
 

@@ -91,7 +91,6 @@ async def test_engine_unreachable_from_environment(monkeypatch, tmp_path):
 # ---------------------------------------------------------------------- real engine
 
 
-
 @pytest.mark.docker
 async def test_missing_image_is_named(runtime):
     with pytest.raises(ImageNotFoundError, match=r"'hermes-test/absent:1'.*pull policy is 'never'"):
@@ -279,7 +278,8 @@ async def test_cancelled_start_leaves_no_container(docker_api):
 @pytest.mark.docker
 async def test_sweep_removes_only_old_hermes_containers(runtime, docker_api):
     old = DockerSandbox(
-        DockerOptions(**BASE), sandbox_id="sweep-old",
+        DockerOptions(**BASE),
+        sandbox_id="sweep-old",
         labels={"hermes.rollout": "sweep-old", "hermes.created": str(int(time.time()) - 7200)},
     )
     await old.start()
@@ -290,3 +290,11 @@ async def test_sweep_removes_only_old_hermes_containers(runtime, docker_api):
     assert [c["Id"] for c in docker_api.containers(filters={"id": fresh.container_id})]
     await old.close()  # already gone: still fine
     await fresh.close()
+
+
+@pytest.mark.docker
+async def test_tiny_timeout_still_kills_the_command(runtime):
+    sb = await _start(runtime)
+    r = await sb.exec("exec -a hermes-tiny-timeout sleep 60", timeout=0.001)
+    assert r.exit_code == 124 and r.timed_out
+    assert (await sb.exec("pgrep -f hermes-[t]iny-timeout")).exit_code != 0

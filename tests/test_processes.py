@@ -264,7 +264,8 @@ async def test_kill_returns_within_100ms(rt, when):
             t0 = time.perf_counter()
             out = await rt.processes.kill(s.id, ctx.task_id)
             times.append(time.perf_counter() - t0)
-            assert out["status"] == "killed" and out["exit_code"] == 128 + signal.SIGTERM
+            # SIGTERM; or SIGPIPE when the job's shell reports "Terminated" after the log tee died
+            assert out["status"] == "killed" and out["exit_code"] in (128 + signal.SIGTERM, 128 + signal.SIGPIPE)
         assert sorted(times)[len(times) // 2] < 0.1, times
         assert max(times) < 0.3, times
 

@@ -50,7 +50,7 @@ from .errors import ProcessError
 
 if TYPE_CHECKING:
     from ._runtime import Runtime
-    from .sandbox import Command, Sandbox
+    from .sandbox import Command, Process, Sandbox
 
 __all__ = [
     "ProcessRegistry",
@@ -73,6 +73,28 @@ _WRAPPER = (
 )
 _READ_CHUNK = 1 << 16
 _DRAIN = 0.05  # how long an exited process's last output may take to arrive
+
+
+async def _terminate(proc: Process, grace: float) -> None:
+    """SIGTERM the group, SIGKILL after ``grace``.
+
+    SIGTERM is sent again after 30 and 150 ms: a child caught between ``fork`` and ``exec``
+    still runs its shell's signal handler, which swallows the first one, and then runs its
+    program as if nothing had been sent (seen with jobs killed right after they started).
+    """
+    if proc.returncode is not None:
+        return
+    await proc.signal(signal.SIGTERM)
+    start = time.monotonic()
+    for resend_at in (0.03, 0.15, grace):
+        left = min(resend_at, grace) - (time.monotonic() - start)
+        if await proc.wait(max(0.0, left)) is not None:
+            return
+        if resend_at >= grace:
+            break
+        await proc.signal(signal.SIGTERM)
+    await proc.signal(signal.SIGKILL)
+    await proc.wait(5.0)
 
 
 class ProcessRegistry(RecoveryMixin, EventsMixin):
@@ -341,7 +363,7 @@ class ProcessRegistry(RecoveryMixin, EventsMixin):
                 await self._kill_recovered(s, grace)
             else:
                 try:
-                    await s.proc.kill(grace)
+                    await _terminate(s.proc, grace)
                 except Exception as e:
                     s.note = f"kill failed: {type(e).__name__}: {e}"
                 try:
@@ -361,9 +383,13 @@ class ProcessRegistry(RecoveryMixin, EventsMixin):
             return
         kill_pids(pids, signal.SIGTERM)
         deadline = time.monotonic() + grace
+        rounds = 0
         while pids and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
             pids = await asyncio.to_thread(stragglers, pgid, s.id, strict=s.recovered)
+            rounds += 1
+            if rounds % 3 == 0:  # again: see _terminate (a fork caught mid-exec swallows one)
+                kill_pids(pids, signal.SIGTERM)
         # A process may have been forking when it got SIGKILL: its new child was not in the
         # list. A killed process forks no more, so a few rounds end it.
         for _ in range(20):

@@ -30,7 +30,10 @@ step "python environment in $VENV"
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 PY=$VENV/bin/python
 "$PY" -m pip install -q --upgrade pip >/dev/null
-"$PY" -m pip install -q -e "$ROOT[test]" -e "$ROOT/hermes_backend_docker"
+"$PY" -m pip install -q -e "$ROOT[test]"
+# compat mode: the source folder hermes_backend_docker/ must not shadow the installed package
+# when Python runs from the repository root.
+"$PY" -m pip install -q -e "$ROOT/hermes_backend_docker" --config-settings editable_mode=compat
 export PATH=$VENV/bin:$PATH
 
 # ---------------------------------------------------------------- Docker engine + test images

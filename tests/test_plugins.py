@@ -110,8 +110,9 @@ def test_duplicate_names_name_both_plugins():
 
 
 def test_duplicate_plugin_name_across_distributions(site):
-    make_dist(site, "hermes-dup-a", {"samename": "hermes_tp_dup_a"}, {"hermes_tp_dup_a": ""})
-    make_dist(site, "hermes-dup-b", {"samename": "hermes_tp_dup_b"}, {"hermes_tp_dup_b": ""})
+    hook = "from hermes_core import hookimpl\n@hookimpl\ndef hermes_register_agents(registry): pass\n"
+    make_dist(site, "hermes-dup-a", {"samename": "hermes_tp_dup_a"}, {"hermes_tp_dup_a": hook})
+    make_dist(site, "hermes-dup-b", {"samename": "hermes_tp_dup_b"}, {"hermes_tp_dup_b": hook})
     with pytest.raises(DuplicateNameError, match="hermes-dup-a.*hermes-dup-b|hermes-dup-b.*hermes-dup-a"):
         Runtime()
 
@@ -192,3 +193,11 @@ def test_runtimes_do_not_share_state():
     b = Runtime()
     assert "only-here" in a.backends and "only-here" not in b.backends
     assert a.pm is not b.pm and a.id != b.id
+
+
+def test_plugin_that_implements_nothing_is_an_error(site):
+    """E.g. a source folder without __init__.py shadowing the installed package."""
+    (site / "hermes_tp_shadowed").mkdir()  # a namespace package: imports fine, holds nothing
+    make_dist(site, "hermes-shadowed", {"shadowed": "hermes_tp_shadowed"}, {})
+    with pytest.raises(PluginError, match=r"'shadowed'.*implements no hermes hook.*editable_mode=compat"):
+        Runtime()

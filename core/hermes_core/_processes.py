@@ -193,7 +193,7 @@ class ProcessRegistry(RecoveryMixin, EventsMixin):
                 f"{self.config.max_per_task}); kill some with the process tool first"
             )
         sid = "proc_" + secrets.token_hex(6)
-        host = sandbox.backend_name == "local"
+        host = sandbox.capabilities.host_processes
         log_path = rc_path = None
         run: Command = command
         if host and not pty and self.config.log_output:

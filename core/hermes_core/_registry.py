@@ -5,11 +5,12 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
-from .errors import DuplicateNameError, UnknownNameError
+from .errors import DuplicateNameError, PluginError, UnknownNameError
 
 __all__ = [
     "KNOWN_PACKAGES",
@@ -52,7 +53,7 @@ KNOWN_PACKAGES: dict[str, dict[str, str]] = {
 class NoOptions(BaseModel):
     """Options model for plugins that take no options."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 @dataclass(frozen=True)
@@ -128,13 +129,55 @@ class ToolsetSpec:
 
 @dataclass(frozen=True)
 class EnvironmentSpec:
-    """An environment class (see :class:`hermes_core.Environment`) and its default config."""
+    """An environment class (see :class:`hermes_core.Environment`) and its default config.
+
+    Both may be given lazily — the class as ``"package.module:Class"`` and the config as the path
+    of a YAML file — so registering costs no imports; they are resolved on first use.
+    """
 
     name: str
-    cls: type
-    default_config: Mapping[str, Any] = field(default_factory=dict)
+    cls_ref: type | str
+    default_config_ref: Mapping[str, Any] | str | Path = field(default_factory=dict)
     description: str = ""
     plugin: str = ""
+
+    @property
+    def cls(self) -> type:
+        """The environment class (imported on first use when registered by name).
+
+        Raises:
+            PluginError: the ``module:Class`` reference does not import.
+        """
+        if isinstance(self.cls_ref, str):
+            object.__setattr__(self, "cls_ref", _import_ref(self.cls_ref, f"environment {self.name!r}"))
+        return self.cls_ref  # type: ignore[return-value]
+
+    @property
+    def default_config(self) -> dict[str, Any]:
+        """The default config (read from its YAML file on first use when given as a path).
+
+        Raises:
+            ConfigError: the file is unreadable or not a YAML mapping.
+        """
+        ref = self.default_config_ref
+        if isinstance(ref, (str, Path)):
+            from .config import read_yaml_mapping
+
+            object.__setattr__(self, "default_config_ref", read_yaml_mapping(Path(ref)))
+        return dict(self.default_config_ref)  # type: ignore[arg-type]
+
+
+def _import_ref(ref: str, what: str) -> Any:
+    import importlib
+
+    module, _, attr = ref.partition(":")
+    try:
+        obj: Any = importlib.import_module(module)
+        for part in attr.split(".") if attr else ():
+            obj = getattr(obj, part)
+    except Exception as e:
+        raise PluginError(f"{what}: cannot import {ref!r}: {type(e).__name__}: {e}") from e
+    return obj
 
 
 @dataclass(frozen=True)
@@ -301,15 +344,24 @@ class EnvironmentRegistry(Registry[EnvironmentSpec]):
     def register(
         self,
         name: str,
-        cls: type,
+        cls: type | str,
         *,
-        default_config: Mapping[str, Any] | None = None,
+        default_config: Mapping[str, Any] | str | Path | None = None,
         description: str = "",
     ) -> EnvironmentSpec:
-        """Register an environment class with its default config."""
-        return self._add(
-            name, EnvironmentSpec(name, cls, dict(default_config or {}), description, self.current_plugin)
-        )
+        """Register an environment class with its default config.
+
+        Args:
+            name: what users type (``hermes eval NAME``).
+            cls: the class, or ``"package.module:Class"`` to import it on first use.
+            default_config: a mapping, or the path of a YAML file read on first use.
+            description: one line for ``hermes plugins``.
+        """
+        if default_config is None:
+            default_config = {}
+        elif not isinstance(default_config, (str, Path)):
+            default_config = dict(default_config)
+        return self._add(name, EnvironmentSpec(name, cls, default_config, description, self.current_plugin))
 
 
 class VerifierRegistry(Registry[VerifierSpec]):

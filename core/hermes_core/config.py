@@ -15,7 +15,7 @@ __all__ = ["ToolsetConfig", "ProcessConfig", "HermesConfig", "load_config", "val
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class ToolsetConfig(_Frozen):
@@ -112,15 +112,14 @@ def validation_message(e: ValidationError, model: type[BaseModel], where: str) -
     return "\n".join(lines)
 
 
-def load_config(path: str | Path, model: type[BaseModel] = HermesConfig) -> Any:
-    """Load and validate a YAML config file.
+def read_yaml_mapping(path: Path) -> dict[str, Any]:
+    """Read a YAML file whose top level is a mapping (an empty file is ``{}``).
 
     Raises:
-        ConfigError: unreadable file, invalid YAML (with line), or invalid keys (named).
+        ConfigError: unreadable file, invalid YAML (with line and column), or not a mapping.
     """
-    import yaml  # only when a file is actually loaded: keeps `import hermes_core` light
+    import yaml  # only when a file is actually read: keeps `import hermes_core` light
 
-    path = Path(path)
     try:
         text = path.read_text()
     except OSError as e:
@@ -132,9 +131,19 @@ def load_config(path: str | Path, model: type[BaseModel] = HermesConfig) -> Any:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError(f"{path}: invalid YAML{where}: {getattr(e, 'problem', e)}") from None
     if data is None:
-        data = {}
+        return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(data).__name__}")
+    return data
+
+
+def load_config(path: str | Path, model: type[BaseModel] = HermesConfig) -> Any:
+    """Load and validate a YAML config file.
+
+    Raises:
+        ConfigError: unreadable file, invalid YAML (with line), or invalid keys (named).
+    """
+    data = read_yaml_mapping(Path(path))
     try:
         return model.model_validate(data)
     except ValidationError as e:

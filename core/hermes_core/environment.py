@@ -60,7 +60,7 @@ class TaskItem(BaseModel):
         metadata: anything the verifier needs (expected values, ...).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     id: str = Field(min_length=1)
     prompt: str
@@ -83,7 +83,7 @@ class EnvironmentConfig(BaseModel):
     ``--config FILE``, then ``--set KEY=VALUE`` on the command line.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     tasks: list[str] | None = Field(None, description="Run only these task ids (default: all).")
     limit: int | None = Field(None, ge=1, description="Run at most this many tasks.")

@@ -62,6 +62,8 @@ class Capabilities:
         persistent_shell: the stateful shell keeps ``cd``/``export`` between calls.
         isolated_filesystem: one sandbox cannot reach another's files even by absolute path.
         isolated_processes: one sandbox cannot see or signal another's processes.
+        host_processes: sandbox processes are processes of this host (same pid namespace), so
+            background jobs can outlive the driver and be recovered after a crash.
     """
 
     pty: bool = False
@@ -73,6 +75,7 @@ class Capabilities:
     persistent_shell: bool = True
     isolated_filesystem: bool = False
     isolated_processes: bool = False
+    host_processes: bool = False
 
     def to_dict(self) -> dict[str, bool]:
         return asdict(self)

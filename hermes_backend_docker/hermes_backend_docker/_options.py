@@ -25,7 +25,7 @@ class DockerOptions(BaseModel):
     ``pass_env``; API keys stay on the host.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     image: str = Field(
         "debian:bookworm-slim",

@@ -6,7 +6,6 @@ import pytest
 from conftest import TEST_IMAGE
 
 from hermes_core.testing import SandboxContract
-from hermes_core.testing._process_contract import ProcessContract
 
 pytestmark = pytest.mark.docker
 
@@ -40,15 +39,3 @@ class TestDockerContract(SandboxContract):
     async def leftovers(self, sandbox) -> list[str]:
         # The container holds every process and file of the sandbox: gone means clean.
         return await _container_leftovers(sandbox)
-
-
-class TestDockerProcessContract(ProcessContract):
-    @pytest.fixture
-    async def sandbox(self):
-        from hermes_core import Runtime
-
-        rt = Runtime()
-        sb = rt.create_sandbox("docker", {"image": TEST_IMAGE, "pull": "never"})
-        await sb.start()
-        yield sb
-        await rt.aclose()

@@ -14,7 +14,7 @@ MAX_LINE_CHARS = 2000
 
 
 class _Args(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class ReadFileArgs(_Args):

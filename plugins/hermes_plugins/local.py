@@ -34,7 +34,7 @@ MARKER = "HERMES_SANDBOX_ID"
 class LocalOptions(BaseModel):
     """Options of the ``local`` backend."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     root: str | None = Field(None, description="Directory under which sandbox directories are made (default: the system temp dir).")
     env: dict[str, str] = Field(default_factory=dict, description="Variables set in the sandbox.")
@@ -44,7 +44,7 @@ class LocalOptions(BaseModel):
 
 class LocalSandbox(Sandbox):
     backend_name = "local"
-    capabilities = Capabilities(pty=True, native_files=True)
+    capabilities = Capabilities(pty=True, native_files=True, host_processes=True)
 
     def __init__(
         self,

@@ -25,7 +25,7 @@ _ABSURD_TIMEOUT = 86_400.0
 
 
 class ProcessArgs(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     action: Literal["list", "poll", "log", "wait", "kill", "write", "submit", "close"] = Field(
         description=(

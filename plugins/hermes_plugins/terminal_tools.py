@@ -14,7 +14,7 @@ from hermes_core.errors import ProcessError
 
 
 class TerminalArgs(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     command: str = Field(description="The shell command to run (bash). cd and export persist between calls.")
     timeout: int = Field(180, ge=1, le=3600, description="Seconds before the command is killed (1-3600).")

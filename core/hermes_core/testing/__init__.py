@@ -23,8 +23,9 @@ Capability flags on the sandbox class skip whole groups; a known deviation is ma
 """
 
 from ._contract import HOSTILE_NAMES, SandboxContract
+from ._process_contract import ProcessContract, count_processes_script
 
-__all__ = ["SandboxContract", "HOSTILE_NAMES"]
+__all__ = ["HOSTILE_NAMES", "ProcessContract", "SandboxContract", "count_processes_script"]
 
 
 def pytest_configure(config) -> None:

@@ -15,6 +15,7 @@ import pytest
 from .. import Runtime
 from ..errors import SandboxClosedError
 from ..sandbox import TIMEOUT_EXIT_CODE, Sandbox
+from ._process_contract import ProcessContract, count_processes_script
 
 #: File names that broke earlier tools: spaces, quotes, ``$``, newline, unicode, a leading ``-``.
 HOSTILE_NAMES = [
@@ -32,18 +33,12 @@ HOSTILE_NAMES = [
 _MARK = "hermes-contract-sleeper"
 
 
-def _procs_script(marker: str) -> str:
-    """Shell snippet printing how many live processes have ``marker`` in their command line."""
-    marker = f"[{marker[0]}]{marker[1:]}"  # so the snippet's own command line does not match
-    return (
-        "n=0; for p in /proc/[0-9]*; do "
-        f"if {{ tr '\\0' ' ' < $p/cmdline; }} 2>/dev/null | grep -q -- '{marker}'; then "
-        "s=$(cut -d' ' -f3 < $p/stat 2>/dev/null); [ \"$s\" = Z ] || n=$((n+1)); fi; done; echo $n"
-    )
+class SandboxContract(ProcessContract):
+    """Subclass and set :attr:`backend`; override :meth:`backend_options` and :meth:`leftovers`.
 
-
-class SandboxContract:
-    """Subclass and set :attr:`backend`; override :meth:`backend_options` and :meth:`leftovers`."""
+    Includes the process tests of :class:`ProcessContract` (spawn, stdin, PTY, group kill, the
+    process registry's task scoping).
+    """
 
     #: The registered backend name under test.
     backend: str = ""
@@ -127,7 +122,7 @@ class SandboxContract:
         assert "started" in r.output and "never" not in r.output
         assert "timed out" in r.output
         await asyncio.sleep(0.2)
-        alive = await sandbox.exec(_procs_script(marker))
+        alive = await sandbox.exec(count_processes_script(marker))
         assert alive.output.strip() == "0", "the timed-out command's process group survived"
         ok = await sandbox.exec("echo still usable")
         assert ok.exit_code == 0 and ok.output == "still usable\n"
@@ -155,7 +150,7 @@ class SandboxContract:
         assert r.exit_code == TIMEOUT_EXIT_CODE and r.timed_out
         r = await sandbox.shell('echo "$KEEP"; pwd')
         assert r.output == "kept\n/\n", "the shell should survive a command timeout"
-        alive = await sandbox.exec(_procs_script(f"{_MARK}-shell"))
+        alive = await sandbox.exec(count_processes_script(f"{_MARK}-shell"))
         assert alive.output.strip() == "0"
 
     async def test_shell_background_job_survives_other_commands_timeout(self, sandbox):
@@ -163,7 +158,7 @@ class SandboxContract:
         await sandbox.shell(f"(exec -a {_MARK}-bg sleep 60) &")
         r = await sandbox.shell("sleep 30", timeout=1)
         assert r.exit_code == TIMEOUT_EXIT_CODE
-        alive = await sandbox.exec(_procs_script(f"{_MARK}-bg"))
+        alive = await sandbox.exec(count_processes_script(f"{_MARK}-bg"))
         assert alive.output.strip() == "1", "a timeout must kill only the running command"
 
     async def test_shell_exit_starts_new_shell_and_says_so(self, sandbox):
@@ -307,9 +302,9 @@ class SandboxContract:
         proc = await a.spawn(f"exec -a {marker} sleep 60")
         try:
             if a.capabilities.isolated_processes:
-                assert (await b.exec(_procs_script(marker))).output.strip() == "0"
+                assert (await b.exec(count_processes_script(marker))).output.strip() == "0"
             await b.close()
-            assert (await a.exec(_procs_script(marker))).output.strip() == "1", "closing b touched a's process"
+            assert (await a.exec(count_processes_script(marker))).output.strip() == "1", "closing b touched a's process"
         finally:
             await proc.kill()
 

@@ -21,7 +21,7 @@ from ..sandbox import Process, Sandbox
 _MARK = "hermes-pcontract"
 
 
-def _count_script(marker: str) -> str:
+def count_processes_script(marker: str) -> str:
     """Shell snippet printing how many live processes have ``marker`` in their command line."""
     marker = f"[{marker[0]}]{marker[1:]}"  # the snippet's own command line must not match
     return (
@@ -113,15 +113,15 @@ class ProcessContract:
         )
         await _read_until(proc, b"started")
         for _ in range(50):  # the children may still be starting (the inner bash matches too)
-            if int((await sandbox.exec(_count_script(m))).output.strip()) >= 3:
+            if int((await sandbox.exec(count_processes_script(m))).output.strip()) >= 3:
                 break
             await asyncio.sleep(0.05)
-        assert int((await sandbox.exec(_count_script(m))).output.strip()) >= 3
+        assert int((await sandbox.exec(count_processes_script(m))).output.strip()) >= 3
         t0 = time.monotonic()
         await proc.kill(grace=2)
         assert time.monotonic() - t0 < 2, "sleep honours SIGTERM: no need to wait for SIGKILL"
         for _ in range(50):
-            left = (await sandbox.exec(_count_script(m))).output.strip()
+            left = (await sandbox.exec(count_processes_script(m))).output.strip()
             if left == "0":
                 break
             await asyncio.sleep(0.05)

@@ -14,8 +14,9 @@ from hermes_core.testing import SandboxContract
 from hermes_plugins.local import MARKER, LocalOptions, LocalSandbox
 
 
-def marked_pids(sandbox_id: str) -> list[int]:
-    needle = f"{MARKER}={sandbox_id}\0".encode()
+def marked_pids(sandbox_id: str, *, prefix: bool = False) -> list[int]:
+    """Live processes carrying this sandbox's marker (or, with ``prefix``, any id starting so)."""
+    needle = f"{MARKER}={sandbox_id}".encode() + (b"" if prefix else b"\0")
     pids = []
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():

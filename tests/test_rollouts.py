@@ -3,32 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import random
-from pathlib import Path
 
 import pytest
 
 from hermes_core import Runtime
 
 from .test_local_contract import marked_pids
-
-
-def runtime_pids(runtime_id: str) -> list[int]:
-    """Live processes carrying a sandbox marker of this runtime (ids are '<runtime>-<n>')."""
-    needle = f"HERMES_SANDBOX_ID={runtime_id}-".encode()
-    out = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            env = Path(f"/proc/{entry.name}/environ").read_bytes()
-            state = Path(f"/proc/{entry.name}/stat").read_bytes().rsplit(b")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            continue
-        if needle in env and state != b"Z":
-            out.append(int(entry.name))
-    return out
 
 
 async def test_host_secrets_stay_out_unless_passed(tmp_path, monkeypatch):
@@ -113,6 +94,6 @@ async def test_two_hundred_rollouts_leave_nothing_behind(tmp_path):
     assert len(results) == 200
     assert set(results) == {"ok", "timeout", "daemon", "ValueError", "CancelledError"}
     await asyncio.sleep(0.1)
-    assert runtime_pids(rt.id) == [], "processes survived their rollouts"
+    assert marked_pids(f"{rt.id}-", prefix=True) == [], "processes survived their rollouts"
     assert not root.exists() or list(root.iterdir()) == [], "sandbox directories survived"
     assert rt._sandboxes == set()

@@ -46,14 +46,15 @@ def register(sub) -> None:
     sw.set_defaults(func=cmd_sweep)
 
 
-def parse_options(pairs: list[str]) -> dict:
+def parse_options(pairs: list[str], flag: str = "--option") -> dict:
+    """``["k=v", ...]`` → dict; values parsed as JSON when they can be (``n=3`` is an int)."""
     from .cli import CliError
 
     out: dict = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise CliError(f"--option expects KEY=VALUE, got {pair!r}")
+            raise CliError(f"{flag} expects KEY=VALUE, got {pair!r}")
         try:
             out[key] = json.loads(value)
         except json.JSONDecodeError:

@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ._cli_basic import parse_options
+
 #: Agent options the CLI can set; each agent factory receives the ones its signature accepts.
 AGENT_OPTIONS = ("model", "base_url", "api_key", "temperature", "max_tokens", "extra_body")
 
@@ -119,19 +121,6 @@ def load_run_config(path: str | None) -> tuple[Any, dict[str, Any]]:
         return HermesConfig.model_validate(data), env
     except ValidationError as e:
         raise ConfigError(validation_message(e, HermesConfig, path)) from None
-
-
-def _kv(pairs: list[str], flag: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise _error(f"{flag} expects KEY=VALUE, got {pair!r}")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
 
 
 def _runtime(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
@@ -256,7 +245,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     spec = rt.environments.get(args.env)
     if not (isinstance(spec.cls, type) and issubclass(spec.cls, Environment)):
         raise _error(f"environment {args.env!r} is not a hermes_core.environment.Environment subclass")
-    cli_layer = _kv(args.overrides, "--set")
+    cli_layer = parse_options(args.overrides, "--set")
     cli_layer.update(_task_config(args))
     if args.tasks:
         cli_layer["tasks"] = [t.strip() for t in args.tasks.split(",") if t.strip()]
@@ -282,7 +271,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         try:
             items = await env.tasks()
             runner = Runner(
-                rt, agent, environment=env, backend=args.backend, backend_options=_kv(args.option, "--option"),
+                rt, agent, environment=env, backend=args.backend, backend_options=parse_options(args.option, "--option"),
                 concurrency=args.concurrency, group_size=args.group_size, out_dir=out, run_info=run_info,
             )
             runner.check(items)
@@ -359,7 +348,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
         _on_sigterm()
         try:
             runner = Runner(
-                rt, agent, config=config, backend=args.backend, backend_options=_kv(args.option, "--option"),
+                rt, agent, config=config, backend=args.backend, backend_options=parse_options(args.option, "--option"),
                 concurrency=args.concurrency, group_size=args.group_size, out_dir=out, run_info=run_info,
             )
             runner.check(items)
@@ -391,7 +380,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         _on_sigterm()
         try:
             runner = Runner(rt, agent, config=config, backend=args.backend,
-                            backend_options=_kv(args.option, "--option"), out_dir=args.out,
+                            backend_options=parse_options(args.option, "--option"), out_dir=args.out,
                             run_info={"command": "run", "agent": args.agent, "model": args.model})
             runner.check([item])
             await _prepare_agent(agent)

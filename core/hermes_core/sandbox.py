@@ -294,7 +294,7 @@ class Sandbox(abc.ABC):
         Raises:
             TransferError: the bytes did not arrive intact.
         """
-        from . import _transfer
+        from . import transfer as _transfer
 
         await _transfer.write_bytes(self, self.path(path), data)
 
@@ -305,31 +305,31 @@ class Sandbox(abc.ABC):
             FileNotFoundError: no such file.
             TransferError: the bytes could not be read intact.
         """
-        from . import _transfer
+        from . import transfer as _transfer
 
         return await _transfer.read_bytes(self, self.path(path))
 
     async def put_file(self, local_path: str | Path, remote_path: str) -> int:
         """Stream a host file into the sandbox; returns the number of bytes written."""
-        from . import _transfer
+        from . import transfer as _transfer
 
         return await _transfer.put_file(self, Path(local_path), self.path(remote_path))
 
     async def get_file(self, remote_path: str, local_path: str | Path) -> int:
         """Stream a sandbox file to the host; returns the number of bytes written."""
-        from . import _transfer
+        from . import transfer as _transfer
 
         return await _transfer.get_file(self, self.path(remote_path), Path(local_path))
 
     async def put_dir(self, local_dir: str | Path, remote_dir: str) -> list[str]:
         """Copy a host directory tree into the sandbox (tar); returns the relative paths."""
-        from . import _transfer
+        from . import transfer as _transfer
 
         return await _transfer.put_dir(self, Path(local_dir), self.path(remote_dir))
 
     async def get_dir(self, remote_dir: str, local_dir: str | Path) -> list[str]:
         """Copy a sandbox directory tree to the host (tar); returns the relative paths."""
-        from . import _transfer
+        from . import transfer as _transfer
 
         return await _transfer.get_dir(self, self.path(remote_dir), Path(local_dir))
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hermes_core.errors import TransferError
+from hermes_core.transfer import tar_dir
 
 from ._engine import ContainerGoneError
 
@@ -283,17 +284,7 @@ class Archive:
             info.uid, info.gid, info.uname, info.gname = uid, gid, "", ""
             return info
 
-        names: list[str] = []
-        with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-            for root, dirs, files in os.walk(local):
-                dirs.sort()
-                for name in sorted(dirs) + sorted(files):
-                    full = Path(root) / name
-                    rel = full.relative_to(local).as_posix()
-                    tar.add(full, arcname=rel, recursive=False, filter=owned)
-                    if full.is_symlink() or not full.is_dir():
-                        names.append(rel)
-        return sorted(names)
+        return tar_dir(local, out, filter=owned)
 
     def get_dir(self, path: str, local: Path) -> list[str]:
         import docker.errors

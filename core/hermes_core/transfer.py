@@ -1,4 +1,5 @@
-"""The generic file channel for backends that only have exec/spawn.
+"""The generic file channel for backends that only have exec/spawn, and tar helpers that
+native channels share.
 
 Bytes stream through one command's stdin or stdout — never base64 in argv, never through the
 model-facing output truncation — and every transfer is checked against a sha256 computed on the
@@ -169,7 +170,17 @@ async def get_file(sandbox: Sandbox, src: str, local: Path) -> int:
     return n
 
 
-def _tar_dir(local: Path, out) -> list[str]:
+def tar_dir(local: Path, out, *, filter=None) -> list[str]:
+    """Write ``local``'s tree to ``out`` as a streamed PAX tar (symlinks kept as links, modes kept).
+
+    Args:
+        local: the directory on the host.
+        out: a writable binary file object.
+        filter: optional ``tarfile`` filter applied to each member (e.g. to set the owner).
+
+    Returns:
+        The relative paths of the files and symlinks written, in walk order.
+    """
     names: list[str] = []
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         for root, dirs, files in os.walk(local):
@@ -177,7 +188,7 @@ def _tar_dir(local: Path, out) -> list[str]:
             for name in sorted(dirs) + sorted(files):
                 full = Path(root) / name
                 rel = full.relative_to(local).as_posix()
-                tar.add(full, arcname=rel, recursive=False)
+                tar.add(full, arcname=rel, recursive=False, filter=filter)
                 if not full.is_dir() or full.is_symlink():
                     names.append(rel)
     return names
@@ -187,7 +198,7 @@ async def put_dir(sandbox: Sandbox, local: Path, dest: str) -> list[str]:
     if not local.is_dir():
         raise NotADirectoryError(f"not a directory on the host: {str(local)!r}")
     with tempfile.TemporaryFile() as spool:
-        names = await asyncio.to_thread(_tar_dir, local, spool)
+        names = await asyncio.to_thread(tar_dir, local, spool)
         spool.seek(0)
         proc = await sandbox.spawn(
             ["sh", "-c", 'mkdir -p -- "$1" && cd -- "$1" && tar -x -p -f -', "sh", dest]

@@ -31,9 +31,10 @@ step "python environment in $VENV"
 PY=$VENV/bin/python
 "$PY" -m pip install -q --upgrade pip >/dev/null
 "$PY" -m pip install -q -e "$ROOT[test]"
-# compat mode: the source folder hermes_backend_docker/ must not shadow the installed package
-# when Python runs from the repository root.
-"$PY" -m pip install -q -e "$ROOT/hermes_backend_docker" --config-settings editable_mode=compat
+# A regular (non-editable) install: with setuptools' default editable finder, the source folder
+# hermes_backend_docker/ would shadow the package when Python runs from the repository root.
+"$PY" -m pip install -q --force-reinstall --no-deps "$ROOT/hermes_backend_docker"
+"$PY" -m pip install -q "$ROOT/hermes_backend_docker"
 export PATH=$VENV/bin:$PATH
 
 # ---------------------------------------------------------------- Docker engine + test images

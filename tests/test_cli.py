@@ -52,7 +52,8 @@ def test_exec_errors_are_clear():
 async def test_sweep_removes_what_a_killed_driver_left(tmp_path):
     rt = Runtime()
     sb = await rt.create_sandbox("local", {"root": str(tmp_path)}).start()
-    await sb.spawn("sleep 300")
+    proc = await sb.spawn("echo up; exec sleep 300")
+    assert await proc.read() == b"up\n"  # it has exec'd with the sandbox's environment
     pids = marked_pids(sb.sandbox_id)
     assert pids
     # The driver "dies": nothing closes the sandbox. An hour later, a sweep finds it.

@@ -80,16 +80,73 @@ class TestExecOnlyFileChannel(SandboxContract):
     def backend_options(self, tmp_path):
         return {"root": str(tmp_path / "sandboxes")}
 
-    @pytest.fixture
-    async def runtime(self):
+    def make_runtime(self):
         from hermes_core import Runtime
 
-        rt = Runtime(plugins=[_ExecOnlyPlugin()])
-        yield rt
-        await rt.aclose()
-
-    def test_random_bytes_and_names_round_trip(self, backend_options, tmp_path):
-        pytest.skip("covered for the local backend; the exec-only channel is exercised by the other file tests")
+        return Runtime(plugins=[_ExecOnlyPlugin()])
 
     async def leftovers(self, sandbox):
         return await local_leftovers(sandbox)
+
+
+def test_hostile_archive_from_a_sandbox_cannot_write_outside(tmp_path):
+    """A sandbox controls the tar stream its get_dir sends back (it can replace `tar`): a hard
+    link to a host file followed by a file of that name must not write into the host file."""
+    import io
+    import tarfile
+
+    import pytest
+
+    from hermes_core.transfer import extract_tar
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("host data")
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        link = tarfile.TarInfo("h")
+        link.type, link.linkname = tarfile.LNKTYPE, str(victim)
+        tar.addfile(link)
+        body = b"PWNED"
+        f = tarfile.TarInfo("h")
+        f.size = len(body)
+        tar.addfile(f, io.BytesIO(body))
+    buf.seek(0)
+    with pytest.raises(tarfile.FilterError):
+        extract_tar(buf, tmp_path / "dest")
+    assert victim.read_text() == "host data"
+
+    # A symlink may point anywhere, but nothing is written through it.
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        s = tarfile.TarInfo("s")
+        s.type, s.linkname = tarfile.SYMTYPE, str(tmp_path)
+        tar.addfile(s)
+        f = tarfile.TarInfo("s/victim.txt")
+        f.size = 5
+        tar.addfile(f, io.BytesIO(b"PWNED"))
+    buf.seek(0)
+    with pytest.raises(tarfile.FilterError):
+        extract_tar(buf, tmp_path / "dest2")
+    assert victim.read_text() == "host data"
+
+
+async def test_generic_upload_reports_the_remote_failure(tmp_path):
+    """When the sandbox side fails mid-stream, the error says why (not 'stdin closed')."""
+    from hermes_core import Runtime, TransferError
+
+    rt = Runtime(plugins=[_ExecOnlyPlugin()])
+    sb = await rt.create_sandbox("local-exec-only", {"root": str(tmp_path / "sb")}).start()
+    try:
+        await sb.exec("mkdir ro && chmod 500 ro")
+        big = tmp_path / "big.bin"
+        big.write_bytes(os.urandom(8 << 20))
+        import pytest
+
+        if os.geteuid() == 0:
+            # root ignores directory permissions: make the parent a file instead
+            await sb.exec("rm -rf ro && echo x > ro")
+        with pytest.raises(TransferError, match=r"exit 2"):
+            await sb.put_file(big, "ro/sub/big.bin")
+    finally:
+        await sb.close()
+        await rt.aclose()

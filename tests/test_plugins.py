@@ -201,3 +201,16 @@ def test_plugin_that_implements_nothing_is_an_error(site):
     make_dist(site, "hermes-shadowed", {"shadowed": "hermes_tp_shadowed"}, {})
     with pytest.raises(PluginError, match=r"'shadowed'.*implements no hermes hook.*editable_mode=compat"):
         Runtime()
+
+
+def test_entry_point_scan_agrees_with_importlib_metadata(site):
+    """The fast dist-info reader finds exactly what importlib.metadata finds."""
+    from importlib import metadata
+
+    from hermes_core._entry_points import entry_points
+
+    make_dist(site, "hermes-backend-thirdparty", {"thirdparty": "hermes_tp_x", "other": "hermes_tp_y:obj"}, {})
+    make_dist(site, "Hermes.Odd_Name", {"odd": "hermes_tp_odd"}, {})
+    want = sorted((e.name, e.value, e.dist.name, e.dist.version) for e in metadata.entry_points(group="hermes"))
+    assert sorted(entry_points("hermes")) == want
+    assert ("odd", "hermes_tp_odd", "Hermes.Odd_Name", "1.2.3") in want

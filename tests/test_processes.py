@@ -391,6 +391,18 @@ async def test_per_task_limit(tmp_path):
     await runtime.aclose()
 
 
+async def test_per_task_limit_holds_for_parallel_tool_calls(tmp_path):
+    """The tool calls of one turn run concurrently: they must not all slip past the limit."""
+    runtime = Runtime(make_config(tmp_path, max_per_task=2))
+    async with runtime.rollout() as ctx:
+        outs = await asyncio.gather(*(call(ctx, "terminal", command="exec sleep 60", background=True) for _ in range(6)))
+        started = [o for o in outs if "session_id" in o]
+        refused = [o for o in outs if "error" in o]
+        assert len(started) == 2 and len(refused) == 4
+        assert len(runtime.processes.list(task_id=ctx.task_id)) == 2
+    await runtime.aclose()
+
+
 # ---------------------------------------------------------------------- notifications
 
 

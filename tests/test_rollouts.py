@@ -97,3 +97,56 @@ async def test_two_hundred_rollouts_leave_nothing_behind(tmp_path):
     assert marked_pids(f"{rt.id}-", prefix=True) == [], "processes survived their rollouts"
     assert not root.exists() or list(root.iterdir()) == [], "sandbox directories survived"
     assert rt._sandboxes == set()
+
+
+async def test_cancelled_shell_command_does_not_leak_into_the_next(tmp_path):
+    """An agent cut off by its deadline: its command dies, and its late output never shows up in
+    the next command's output (often the verifier's)."""
+    rt = Runtime()
+    async with rt.rollout(options={"root": str(tmp_path)}) as ctx:
+        task = asyncio.ensure_future(ctx.sandbox.shell("echo agent-start; sleep 1; echo agent-late"))
+        await asyncio.sleep(0.3)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        r = await ctx.sandbox.shell("echo verifier")
+        assert r.exit_code == 0
+        assert r.output.endswith("verifier\n")
+        assert "agent-late" not in r.output and "__HERMES" not in r.output
+        assert "interrupted" in r.output
+        await asyncio.sleep(1.2)
+        assert "agent-late" not in (await ctx.sandbox.shell("true")).output
+
+
+async def test_many_sync_verifiers_at_once_do_not_deadlock(tmp_path):
+    """Sync verifiers block on ToolContext calls that need worker threads themselves; a dozen
+    at once must not starve asyncio's small default pool."""
+    from hermes_core.environment import TaskItem, run_verifier
+
+    rt = Runtime()
+
+    def verifier(item, result, sync_ctx) -> float:
+        sync_ctx.write_file("v.txt", item.id)
+        return 1.0 if sync_ctx.read_file("v.txt")["content"] == item.id else 0.0
+
+    async def one(i: int):
+        async with rt.rollout(options={"root": str(tmp_path)}) as ctx:
+            return await run_verifier(verifier, TaskItem(id=f"t{i}", prompt="p"), None, ctx, timeout=60)
+
+    async with asyncio.timeout(60):
+        outcomes = await asyncio.gather(*(one(i) for i in range(12)))
+    assert [o.reward for o in outcomes] == [1.0] * 12, [o.error for o in outcomes]
+
+
+async def test_a_verifiers_own_timeout_error_is_not_called_a_deadline(tmp_path):
+    from hermes_core.environment import TaskItem, run_verifier
+
+    async def verifier(item, result, ctx):
+        raise TimeoutError("socket read timed out")
+
+    rt = Runtime()
+    async with rt.rollout(options={"root": str(tmp_path)}) as ctx:
+        out = await run_verifier(verifier, TaskItem(id="t", prompt="p"), None, ctx, timeout=None)
+        assert out.reward == 0.0 and out.error == "verifier raised TimeoutError: socket read timed out"
+        out = await run_verifier(verifier, TaskItem(id="t", prompt="p"), None, ctx, timeout=30)
+        assert "timed out after" not in out.error

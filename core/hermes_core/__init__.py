@@ -11,9 +11,6 @@ from ._registry import (
     VerifierRegistry,
 )
 from ._runtime import Runtime
-from ._tools import ToolError, ToolFailure
-from .config import HermesConfig, load_config
-from .context import SyncToolContext, ToolContext
 from .errors import (
     ConfigError,
     DuplicateNameError,
@@ -27,13 +24,16 @@ from .errors import (
     UnknownNameError,
 )
 from .hookspecs import hookimpl
-from .sandbox import Capabilities, ExecResult, Process, Sandbox
 
 __version__ = "0.1.0"
 
-# The agent loop, environments and runner load on first use, so `import hermes_core` (and every
-# plugin import) stays light.
+# Everything that needs pydantic or asyncio loads on first use, so `import hermes_core` and
+# loading every plugin stays light (`hermes plugins`, `hermes --help`).
 _LAZY = {
+    "ToolError": "_tools", "ToolFailure": "_tools",
+    "HermesConfig": "config", "load_config": "config",
+    "SyncToolContext": "context", "ToolContext": "context",
+    "Capabilities": "sandbox", "ExecResult": "sandbox", "Process": "sandbox", "Sandbox": "sandbox",
     "Agent": "agent", "AgentResult": "agent", "OpenAIAgent": "agent", "to_sharegpt": "agent",
     "Environment": "environment", "EnvironmentConfig": "environment", "TaskItem": "environment",
     "SetupError": "environment", "VerifierOutcome": "environment", "normalize_score": "environment",

@@ -69,7 +69,7 @@ def register(sub) -> None:
     p.add_argument("prompt", metavar="PROMPT")
     _common(p, agent_default="openai")
     p.add_argument("--system", help="system prompt")
-    p.add_argument("--out", metavar="DIR", help="also write results.jsonl / trajectories.jsonl / summary.json")
+    p.add_argument("--out", metavar="DIR", help="also append the rollout to DIR/results.jsonl and DIR/trajectories.jsonl")
     p.add_argument("--json", action="store_true", help="print the result and messages as JSON")
     p.set_defaults(func=cmd_run)
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import importlib
 import os
 from dataclasses import dataclass, field
-from importlib import metadata
 from typing import Any
 
 import pluggy
 
 from . import hookspecs
+from ._entry_points import entry_points
 from .errors import DuplicateNameError, PluginError
 
 __all__ = ["DEFAULT_PLUGINS", "PluginInfo", "discover", "load_into"]
@@ -62,13 +62,12 @@ def discover() -> list[tuple[str, str, str, str]]:
     disabled = _disabled()
     builtins: list[tuple[str, str, str, str]] = []
     others: list[tuple[str, str, str, str]] = []
-    for ep in metadata.entry_points(group=hookspecs.PROJECT):
-        dist = ep.dist.name if ep.dist is not None else "?"
-        version = ep.dist.version if ep.dist is not None else "?"
-        row = (ep.name, ep.value, dist, version)
-        (builtins if _norm(dist) == BUILTIN_DIST else others).append(row)
+    for row in entry_points(hookspecs.PROJECT):
+        (builtins if _norm(row[2]) == BUILTIN_DIST else others).append(row)
     if not builtins:  # running from a source tree that was never pip-installed
         builtins = [(n, m, BUILTIN_DIST, "source") for n, m in DEFAULT_PLUGINS]
+    order = {name: i for i, (name, _) in enumerate(DEFAULT_PLUGINS)}
+    builtins.sort(key=lambda r: order.get(r[0], len(order)))
     rows = builtins + (others if _autoload() else [])
     return [r for r in rows if r[0] not in disabled]
 

@@ -154,6 +154,7 @@ class Session:
     proc: Any = None  # hermes_core.sandbox.Process; None when recovered
     done: asyncio.Event = field(default_factory=asyncio.Event)
     killing: bool = False
+    was_running_at_kill: bool = False
     eof: bool = False
     tasks: list[asyncio.Future[Any]] = field(default_factory=list)
     pidfd: int | None = None

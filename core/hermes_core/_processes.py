@@ -109,6 +109,7 @@ class ProcessRegistry(RecoveryMixin, EventsMixin):
         self.config: ProcessConfig = cfg
         self.runtime_id: str = getattr(runtime, "id", None) or secrets.token_hex(6)
         self._sessions: dict[str, Session] = {}
+        self._starting: dict[str, int] = {}  # task id -> spawns under way (see spawn)
         base = ckpt.data_dir()
         self.checkpoint_path = Path(cfg.checkpoint_path).expanduser() if cfg.checkpoint_path else base / "processes.json"
         self.log_dir = Path(cfg.log_dir).expanduser() if cfg.log_dir else base / "process-logs"
@@ -187,11 +188,24 @@ class ProcessRegistry(RecoveryMixin, EventsMixin):
         if check_interval is not None and not (check_interval > 0 and math.isfinite(check_interval)):
             raise ProcessError(f"check_interval must be a positive number of seconds, got {check_interval!r}")
         running = sum(1 for s in self._sessions.values() if s.task_id == task_id and s.running)
+        running += self._starting.get(task_id, 0)
         if running >= self.config.max_per_task:
             raise ProcessLimitError(
                 f"this rollout already runs {running} background processes (the limit is "
                 f"{self.config.max_per_task}); kill some with the process tool first"
             )
+        # Reserve the slot before the first await: parallel tool calls of one turn must not all
+        # pass the check above.
+        self._starting[task_id] = self._starting.get(task_id, 0) + 1
+        try:
+            return await self._spawn(sandbox, command, text, task_id=task_id, pty=pty, cwd=cwd, env=env,
+                                     check_interval=check_interval)
+        finally:
+            self._starting[task_id] -= 1
+            if not self._starting[task_id]:
+                del self._starting[task_id]
+
+    async def _spawn(self, sandbox, command, text, *, task_id, pty, cwd, env, check_interval) -> Session:
         sid = "proc_" + secrets.token_hex(6)
         host = sandbox.capabilities.host_processes
         log_path = rc_path = None
@@ -357,6 +371,7 @@ class ProcessRegistry(RecoveryMixin, EventsMixin):
 
     async def _kill(self, s: Session) -> None:
         grace = self.config.kill_grace_seconds
+        s.was_running_at_kill = s.running
         if s.running:
             s.killing = True
             if s.recovered:
@@ -377,8 +392,10 @@ class ProcessRegistry(RecoveryMixin, EventsMixin):
     async def _reap_stragglers(self, s: Session, grace: float) -> None:
         """Children that ignored the group signal or escaped it with ``setsid``: the ones
         carrying the session marker are this session's, so they are never strangers."""
-        pgid = s.pid if not s.recovered else None
-        pids = await asyncio.to_thread(stragglers, pgid, s.id, strict=s.recovered)
+        # The leader's pid names its group only while the leader lives (or was killed just now):
+        # a session that ended long ago may see that pid reused, so only the marker is trusted.
+        pgid = s.pid if not s.recovered and s.was_running_at_kill else None
+        pids = await asyncio.to_thread(stragglers, pgid, s.id, strict=pgid is None)
         if not pids:
             return
         kill_pids(pids, signal.SIGTERM)

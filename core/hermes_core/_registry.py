@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import inspect
+import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from types import MappingProxyType
 from pathlib import Path
 from typing import Any, Generic, TypeVar
-
-from pydantic import BaseModel, ConfigDict
 
 from .errors import DuplicateNameError, PluginError, UnknownNameError
 
@@ -21,7 +19,9 @@ __all__ = [
     "VerifierSpec",
     "AgentSpec",
     "ParserSpec",
+    "Ref",
     "Registry",
+    "no_options_model",
     "BackendRegistry",
     "ToolRegistry",
     "ToolsetRegistry",
@@ -50,14 +50,95 @@ KNOWN_PACKAGES: dict[str, dict[str, str]] = {
 }
 
 
-class NoOptions(BaseModel):
-    """Options model for plugins that take no options."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+#: ``"package.module:attribute"``: imported on first use, so registering costs no imports.
+Ref = str
 
 
-@dataclass(frozen=True)
-class BackendSpec:
+def _import_ref(ref: str, what: str) -> Any:
+    import importlib
+
+    module, _, attr = ref.partition(":")
+    try:
+        obj: Any = importlib.import_module(module)
+        for part in attr.split(".") if attr else ():
+            obj = getattr(obj, part)
+    except Exception as e:
+        raise PluginError(f"{what}: cannot import {ref!r}: {type(e).__name__}: {e}") from e
+    return obj
+
+
+class _Spec:
+    """A small immutable record: fields are the class's annotations, in order; class attributes
+    are defaults. (Not ``dataclasses``: generating their methods costs ~15 ms at import, and
+    specs are made for every registered name on every start.)"""
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        names: list[str] = []
+        for klass in reversed(cls.__mro__):
+            for name in getattr(klass, "__annotations__", {}):
+                if not name.startswith("_") and name not in names:
+                    names.append(name)
+        cls._fields = tuple(names)
+
+    _fields: tuple[str, ...] = ()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if len(args) > len(self._fields):
+            raise TypeError(f"{type(self).__name__} takes at most {len(self._fields)} fields")
+        values = dict(zip(self._fields, args))
+        for key, value in kwargs.items():
+            if key not in self._fields or key in values:
+                raise TypeError(f"{type(self).__name__}: unexpected or repeated field {key!r}")
+            values[key] = value
+        for name in self._fields:
+            if name in values:
+                object.__setattr__(self, name, values[name])
+            elif not hasattr(type(self), name):
+                raise TypeError(f"{type(self).__name__}: missing field {name!r}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+    def _values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, n) for n in self._fields)
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and other._values() == self._values()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self.name))  # type: ignore[attr-defined]
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{n}={getattr(self, n)!r}" for n in self._fields)
+        return f"{type(self).__name__}({inner})"
+
+
+class _Lazy(_Spec):
+    """Resolves ``*_ref`` fields given as :data:`Ref` strings once, on first access."""
+
+    def _resolve(self, field_name: str, what: str) -> Any:
+        value = getattr(self, field_name)
+        if isinstance(value, str):
+            value = _import_ref(value, f"{what} of {getattr(self, 'name', '?')!r}")
+            object.__setattr__(self, field_name, value)
+        return value
+
+
+@functools.cache
+def no_options_model() -> type:
+    """The options model of plugins that take no options (built on first use)."""
+    from pydantic import BaseModel, ConfigDict
+
+    class NoOptions(BaseModel):
+        """Options model for plugins that take no options."""
+
+        model_config = ConfigDict(extra="forbid", frozen=True)
+
+    return NoOptions
+
+
+class BackendSpec(_Lazy):
     """A registered sandbox backend.
 
     Attributes:
@@ -71,15 +152,28 @@ class BackendSpec:
     """
 
     name: str
-    factory: Callable[..., Any]
-    options_model: type[BaseModel] = NoOptions
+    factory_ref: Callable[..., Any] | Ref
+    options_ref: type | Ref | None = None
     description: str = ""
     plugin: str = ""
-    sweep: Callable[..., Any] | None = None
+    sweep_ref: Callable[..., Any] | Ref | None = None
+
+    @property
+    def factory(self) -> Callable[..., Any]:
+        return self._resolve("factory_ref", "factory of backend")
+
+    @property
+    def options_model(self) -> Any:
+        if self.options_ref is None:
+            return no_options_model()
+        return self._resolve("options_ref", "options model of backend")
+
+    @property
+    def sweep(self) -> Callable[..., Any] | None:
+        return None if self.sweep_ref is None else self._resolve("sweep_ref", "sweep of backend")
 
 
-@dataclass(frozen=True)
-class ToolSpec:
+class ToolSpec(_Lazy):
     """A registered tool in OpenAI function-calling form.
 
     Attributes:
@@ -92,13 +186,23 @@ class ToolSpec:
 
     name: str
     description: str
-    args_model: type[BaseModel]
-    handler: Callable[..., Any]
+    args_ref: type | Ref
+    handler_ref: Callable[..., Any] | Ref
     check: Callable[[], bool] | None = None
     plugin: str = ""
 
     @property
+    def args_model(self) -> Any:
+        return self._resolve("args_ref", "argument model of tool")
+
+    @property
+    def handler(self) -> Callable[..., Any]:
+        return self._resolve("handler_ref", "handler of tool")
+
+    @property
     def is_async(self) -> bool:
+        import inspect
+
         return inspect.iscoroutinefunction(self.handler)
 
     def schema(self) -> dict[str, Any]:
@@ -116,8 +220,7 @@ class ToolSpec:
         return self.check is None or bool(self.check())
 
 
-@dataclass(frozen=True)
-class ToolsetSpec:
+class ToolsetSpec(_Spec):
     """A named group of tools, which may include other toolsets."""
 
     name: str
@@ -127,8 +230,7 @@ class ToolsetSpec:
     plugin: str = ""
 
 
-@dataclass(frozen=True)
-class EnvironmentSpec:
+class EnvironmentSpec(_Lazy):
     """An environment class (see :class:`hermes_core.Environment`) and its default config.
 
     Both may be given lazily — the class as ``"package.module:Class"`` and the config as the path
@@ -137,7 +239,7 @@ class EnvironmentSpec:
 
     name: str
     cls_ref: type | str
-    default_config_ref: Mapping[str, Any] | str | Path = field(default_factory=dict)
+    default_config_ref: Mapping[str, Any] | str | Path = MappingProxyType({})
     description: str = ""
     plugin: str = ""
 
@@ -148,9 +250,7 @@ class EnvironmentSpec:
         Raises:
             PluginError: the ``module:Class`` reference does not import.
         """
-        if isinstance(self.cls_ref, str):
-            object.__setattr__(self, "cls_ref", _import_ref(self.cls_ref, f"environment {self.name!r}"))
-        return self.cls_ref  # type: ignore[return-value]
+        return self._resolve("cls_ref", "class of environment")
 
     @property
     def default_config(self) -> dict[str, Any]:
@@ -167,41 +267,33 @@ class EnvironmentSpec:
         return dict(self.default_config_ref)  # type: ignore[arg-type]
 
 
-def _import_ref(ref: str, what: str) -> Any:
-    import importlib
-
-    module, _, attr = ref.partition(":")
-    try:
-        obj: Any = importlib.import_module(module)
-        for part in attr.split(".") if attr else ():
-            obj = getattr(obj, part)
-    except Exception as e:
-        raise PluginError(f"{what}: cannot import {ref!r}: {type(e).__name__}: {e}") from e
-    return obj
-
-
-@dataclass(frozen=True)
-class VerifierSpec:
+class VerifierSpec(_Lazy):
     """``async def verifier(item, result, ctx) -> float | dict[str, float]``."""
 
     name: str
-    fn: Callable[..., Any]
+    fn_ref: Callable[..., Any] | Ref
     description: str = ""
     plugin: str = ""
 
+    @property
+    def fn(self) -> Callable[..., Any]:
+        return self._resolve("fn_ref", "verifier")
 
-@dataclass(frozen=True)
-class AgentSpec:
+
+class AgentSpec(_Lazy):
     """``factory(**options) -> Agent``; an agent drives one rollout through a ToolContext."""
 
     name: str
-    factory: Callable[..., Any]
+    factory_ref: Callable[..., Any] | Ref
     description: str = ""
     plugin: str = ""
 
+    @property
+    def factory(self) -> Callable[..., Any]:
+        return self._resolve("factory_ref", "factory of agent")
 
-@dataclass(frozen=True)
-class ParserSpec:
+
+class ParserSpec(_Spec):
     """A tool-call parser for raw-completion servers: ``parse(text) -> (content, tool_calls)``."""
 
     name: str
@@ -276,19 +368,21 @@ class BackendRegistry(Registry[BackendSpec]):
     def register(
         self,
         name: str,
-        factory: Callable[..., Any],
+        factory: Callable[..., Any] | Ref,
         *,
-        options: type[BaseModel] = NoOptions,
+        options: type | Ref | None = None,
         description: str = "",
-        sweep: Callable[..., Any] | None = None,
+        sweep: Callable[..., Any] | Ref | None = None,
     ) -> BackendSpec:
         """Register a sandbox backend.
 
         Args:
             name: the name users pass as ``--backend``.
-            factory: ``factory(options, *, sandbox_id, labels) -> Sandbox``; import heavy SDKs
-                inside it, not at module import.
-            options: pydantic model validating the backend's options (``extra="forbid"``).
+            factory: ``factory(options, *, sandbox_id, labels) -> Sandbox``, or a
+                ``"module:attr"`` reference imported on first use. Import heavy SDKs inside it,
+                not at module import.
+            options: pydantic model validating the backend's options (``extra="forbid"``), or a
+                ``"module:Model"`` reference; ``None`` means the backend takes no options.
             description: one line shown by ``hermes plugins``.
             sweep: optional ``async sweep(older_than_seconds) -> list[str]`` removing leftovers
                 of killed drivers (``hermes sandbox sweep``).
@@ -302,9 +396,9 @@ class ToolRegistry(Registry[ToolSpec]):
     def register(
         self,
         name: str,
-        handler: Callable[..., Any],
+        handler: Callable[..., Any] | Ref,
         *,
-        args: type[BaseModel],
+        args: type | Ref,
         description: str,
         check: Callable[[], bool] | None = None,
     ) -> ToolSpec:
@@ -314,7 +408,9 @@ class ToolRegistry(Registry[ToolSpec]):
             name: the function name the model calls.
             handler: ``handler(args, ctx)`` where ``args`` is an instance of ``args`` and ``ctx``
                 the rollout's ToolContext; sync or async; returns ``str`` or JSON-able data.
-            args: pydantic model of the arguments (its JSON schema is what the model sees).
+                A ``"module:function"`` reference is imported on first use.
+            args: pydantic model of the arguments (its JSON schema is what the model sees), or a
+                ``"module:Model"`` reference.
             description: what the model is told.
             check: optional availability check.
         """
@@ -367,7 +463,7 @@ class EnvironmentRegistry(Registry[EnvironmentSpec]):
 class VerifierRegistry(Registry[VerifierSpec]):
     kind = "verifier"
 
-    def register(self, name: str, fn: Callable[..., Any], *, description: str = "") -> VerifierSpec:
+    def register(self, name: str, fn: Callable[..., Any] | Ref, *, description: str = "") -> VerifierSpec:
         """Register ``async def verifier(item, result, ctx) -> float | dict``."""
         return self._add(name, VerifierSpec(name, fn, description, self.current_plugin))
 
@@ -375,7 +471,7 @@ class VerifierRegistry(Registry[VerifierSpec]):
 class AgentRegistry(Registry[AgentSpec]):
     kind = "agent"
 
-    def register(self, name: str, factory: Callable[..., Any], *, description: str = "") -> AgentSpec:
+    def register(self, name: str, factory: Callable[..., Any] | Ref, *, description: str = "") -> AgentSpec:
         """Register an agent factory."""
         return self._add(name, AgentSpec(name, factory, description, self.current_plugin))
 

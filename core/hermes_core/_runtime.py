@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
+import os
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
-from pydantic import BaseModel, ValidationError
 
 from . import _plugins, hookspecs
 from ._registry import (
@@ -25,10 +23,16 @@ from ._registry import (
     VerifierRegistry,
 )
 from ._toolsets import resolve_toolsets
-from .config import HermesConfig, validation_message
-from .context import ToolContext
 from .errors import ConfigError, PluginError
-from .sandbox import Sandbox
+
+# pydantic, asyncio and the sandbox machinery load on first use, not with the plugins: listing
+# plugins or tools (`hermes plugins`, `hermes --help`) stays fast.
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from .config import HermesConfig
+    from .context import ToolContext
+    from .sandbox import Sandbox
 
 __all__ = ["Runtime"]
 
@@ -65,8 +69,8 @@ class Runtime:
         plugins: Sequence[object] = (),
         load_installed: bool = True,
     ):
-        self.id = uuid.uuid4().hex[:12]
-        self.config = config or HermesConfig()
+        self.id = os.urandom(6).hex()
+        self._config = config
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
         self.backends = BackendRegistry()
@@ -112,7 +116,18 @@ class Runtime:
                     info.registers.setdefault(registry.kind, []).extend(added)
             registry.current_plugin = "<direct>"
 
+    @property
+    def config(self) -> HermesConfig:
+        """The settings this runtime was made with (defaults when none were given)."""
+        if self._config is None:
+            from .config import HermesConfig
+
+            self._config = HermesConfig()
+        return self._config
+
     def _add_config_toolsets(self) -> None:
+        if self._config is None:
+            return
         self.toolsets.current_plugin = "config"
         for name, ts in self.config.custom_toolsets.items():
             self.toolsets.register(name, tools=ts.tools, includes=ts.includes, description=ts.description)
@@ -137,6 +152,10 @@ class Runtime:
             UnknownNameError: no such backend.
             ConfigError: an option is invalid (the message names it).
         """
+        from pydantic import BaseModel, ValidationError
+
+        from .config import validation_message
+
         spec = self.backends.get(backend)
         if isinstance(options, spec.options_model):
             return options
@@ -195,6 +214,8 @@ class Runtime:
             options = self.config.backend_options
         tools = self.tool_specs(toolsets)
         sandbox = self.create_sandbox(backend, options, task_id=task_id)
+        from .context import ToolContext
+
         ctx = ToolContext(
             sandbox, task_id=sandbox.sandbox_id, tools=tools, runtime=self,
             max_output_chars=self.config.max_output_chars,
@@ -228,6 +249,8 @@ class Runtime:
         if self._processes is not None:
             await self._processes.kill_all()
         sandboxes, self._sandboxes = list(self._sandboxes), set()
+        import asyncio
+
         await asyncio.gather(*(s.close() for s in sandboxes), return_exceptions=True)
 
     async def __aenter__(self) -> Runtime:

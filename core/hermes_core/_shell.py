@@ -74,6 +74,7 @@ class ShellSession:
         self._lock = asyncio.Lock()
         self._note = ""
         self._started_once = False
+        self._reapers: set[asyncio.Future[None]] = set()
 
     async def _ensure(self) -> None:
         if self.proc is not None and self.proc.returncode is None:
@@ -135,13 +136,18 @@ class ShellSession:
                 f"printf '\\n__HERMES_{nonce}_RC_%s__\\n' \"$?\"\n"
             )
             note, self._note = self._note, ""
-            await self.proc.write(script.encode())
             try:
+                await self.proc.write(script.encode())
                 # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation.
                 async with asyncio.timeout(timeout):
                     found = await self._read_until(done)
             except TimeoutError:
                 return await self._timed_out(done, timeout, note)
+            except asyncio.CancelledError:
+                # The caller gave up (a rollout deadline): the command must not keep running, and
+                # its late output must not leak into the next caller's (e.g. the verifier's).
+                self._abandon()
+                raise
             if found is None:  # the shell itself ended (exit, exec, killed)
                 code = await self.proc.wait(5.0)
                 text = note + self._take_pending()
@@ -175,11 +181,39 @@ class ShellSession:
             )
         return ExecResult(TIMEOUT_EXIT_CODE, note + text + tail, timed_out=True)
 
-    async def kill_foreground(self) -> None:
+    async def kill_foreground(self, pid: int | None = None, jobs_file: str | None = None) -> None:
         """Kill the process groups of the running command (not earlier background jobs)."""
-        if self.pid is None:
+        pid = self.pid if pid is None else pid
+        if pid is None:
             return
-        await self.sandbox.exec(["sh", "-c", _KILL_FOREGROUND, "sh", str(self.pid), self._jobs_file], timeout=10)
+        jobs = self._jobs_file if jobs_file is None else jobs_file
+        await self.sandbox.exec(["sh", "-c", _KILL_FOREGROUND, "sh", str(pid), jobs], timeout=10)
+
+    def _abandon(self) -> None:
+        """Drop the shell at once (no await: we are being cancelled); kill it in the background."""
+        proc, pid, jobs = self.proc, self.pid, self._jobs_file
+        self.proc, self.pid, self._pending = None, None, bytearray()
+        self._note = (
+            "[hermes: the previous command was interrupted; this command runs in a new shell "
+            "(working directory and exported variables were reset)]\n"
+        )
+        self._started_once = False  # the note above already says it
+
+        async def reap() -> None:
+            try:
+                if not self.sandbox.closed:
+                    await self.kill_foreground(pid, jobs)
+            except Exception:
+                pass  # the sandbox's close sweeps whatever is left
+            if proc is not None and proc.returncode is None:
+                try:
+                    await proc.kill(grace=0.2)
+                except Exception:
+                    pass
+
+        task = asyncio.ensure_future(reap())
+        self._reapers.add(task)
+        task.add_done_callback(self._reapers.discard)
 
     async def _discard(self) -> None:
         proc, self.proc, self.pid = self.proc, None, None

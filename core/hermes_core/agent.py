@@ -233,7 +233,7 @@ class OpenAIAgent:
                 if not response.choices:
                     raise ValueError("the response has no choices")
                 choice = response.choices[0]
-                message = _assistant_message(choice.message)
+                message = _assistant_message(choice.message, result.turns)
             except openai.APIStatusError as e:
                 result.stop_reason, result.error = "api_error", f"HTTP {e.status_code} from {self.base_url}: {_status_message(e)}"
                 return
@@ -271,7 +271,7 @@ class OpenAIAgent:
             return error_result(name, "exception", msg)
 
 
-def _assistant_message(msg: Any) -> dict[str, Any]:
+def _assistant_message(msg: Any, turn: int = 0) -> dict[str, Any]:
     raw = msg.model_dump() if hasattr(msg, "model_dump") else dict(msg)
     out: dict[str, Any] = {"role": "assistant", "content": raw.get("content") or ""}
     for key in ("reasoning_content", "reasoning"):
@@ -284,7 +284,8 @@ def _assistant_message(msg: Any) -> dict[str, Any]:
         if args is not None and not isinstance(args, str):
             args = json.dumps(args)
         calls.append({
-            "id": tc.get("id") or f"call_{i}",
+            # Unique across turns: a repeated id would let a later answer match an earlier call.
+            "id": tc.get("id") or f"call_t{turn}_{i}",
             "type": "function",
             "function": {"name": fn.get("name") or "", "arguments": args if args is not None else ""},
         })

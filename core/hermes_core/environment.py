@@ -249,6 +249,31 @@ def normalize_score(value: Any) -> tuple[float, dict[str, float]]:
     )
 
 
+async def _in_own_thread(fn: Any, *args: Any) -> Any:
+    """Run blocking ``fn`` on a thread of its own, not asyncio's shared pool: a sync verifier
+    waits on ToolContext calls that themselves need pool threads, so sharing the pool can
+    deadlock once as many verifiers run as the pool has threads."""
+    import threading
+
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[Any] = loop.create_future()
+
+    def settle(ok: bool, value: Any) -> None:
+        if not fut.done():
+            fut.set_result(value) if ok else fut.set_exception(value)
+
+    def target() -> None:
+        try:
+            value = fn(*args)
+        except BaseException as e:  # handed to the awaiting coroutine
+            loop.call_soon_threadsafe(settle, False, e)
+        else:
+            loop.call_soon_threadsafe(settle, True, value)
+
+    threading.Thread(target=target, name="hermes-sync-verifier", daemon=True).start()
+    return await fut
+
+
 async def run_verifier(
     fn: Verifier | Callable[..., Awaitable[Any]],
     item: TaskItem,
@@ -263,16 +288,18 @@ async def run_verifier(
     scores 0.0 and is recorded as the outcome's ``error``.
     """
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(timeout) as deadline:
             if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None)):
                 value = await fn(item, result, ctx)
             else:
-                value = await asyncio.to_thread(fn, item, result, ctx.sync())
+                value = await _in_own_thread(fn, item, result, ctx.sync())
                 if inspect.isawaitable(value):
                     value = await value
         reward, scores = normalize_score(value)
-    except TimeoutError:
-        return VerifierOutcome(0.0, {}, f"verifier timed out after {timeout:g}s")
+    except TimeoutError as e:
+        if deadline.expired():
+            return VerifierOutcome(0.0, {}, f"verifier timed out after {timeout:g}s")
+        return VerifierOutcome(0.0, {}, f"verifier raised TimeoutError: {e}")
     except Exception as e:
         return VerifierOutcome(0.0, {}, f"verifier raised {type(e).__name__}: {e}")
     return VerifierOutcome(reward, scores)

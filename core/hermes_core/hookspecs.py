@@ -7,17 +7,20 @@ added over time, never renamed. Every hook returns ``None``.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pluggy
 
-from ._registry import (
-    AgentRegistry,
-    BackendRegistry,
-    EnvironmentRegistry,
-    ToolCallParserRegistry,
-    ToolRegistry,
-    ToolsetRegistry,
-    VerifierRegistry,
-)
+if TYPE_CHECKING:
+    from ._registry import (
+        AgentRegistry,
+        BackendRegistry,
+        EnvironmentRegistry,
+        ToolCallParserRegistry,
+        ToolRegistry,
+        ToolsetRegistry,
+        VerifierRegistry,
+    )
 
 PROJECT = "hermes"
 hookspec = pluggy.HookspecMarker(PROJECT)

@@ -203,20 +203,18 @@ class Runner:
         workers = [asyncio.ensure_future(worker()) for _ in range(min(self.concurrency, queue.qsize()))]
         try:
             await asyncio.gather(*workers)
-        except asyncio.CancelledError:
+        except BaseException:
+            # Ctrl-C, or a worker failed (a result could not be written, a callback raised): stop
+            # the others and wait until their sandboxes are cleaned up, keep what finished, then
+            # let the error propagate.
             report.interrupted = True
             for w in workers:
                 w.cancel()
-            # Workers finish their sandboxes' cleanup before they end.
             await asyncio.gather(*workers, return_exceptions=True)
             report.summary = self._summary(report, started, interrupted=True)
             if self.out is not None:
                 await _uncancellable(self.out.write_summary(report.summary))
             raise
-        finally:
-            if not report.interrupted:
-                for w in workers:
-                    w.cancel()
         report.summary = self._summary(report, started, interrupted=False)
         if self.out is not None:
             await self.out.write_summary(report.summary)
@@ -307,10 +305,12 @@ class Runner:
         cfg = self.env_config
         if self.environment is not None:
             try:
-                async with asyncio.timeout_at(deadline):
+                async with asyncio.timeout_at(deadline) as limit:
                     await self.environment.setup(item, ctx)
-            except TimeoutError:
-                return result, None, f"setup of task {item.id!r} did not finish within {cfg.timeout:g}s"
+            except TimeoutError as e:
+                if limit.expired():
+                    return result, None, f"setup of task {item.id!r} did not finish within {cfg.timeout:g}s"
+                return result, None, f"setup of task {item.id!r} raised TimeoutError: {e}"
             except SetupError as e:
                 return result, None, str(e)
             except Exception as e:

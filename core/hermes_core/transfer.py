@@ -50,18 +50,32 @@ exec cat -- "$1"
 
 async def _stream_in(sandbox: Sandbox, dest: str, chunks, digest: str) -> None:
     proc = await sandbox.spawn(["sh", "-c", _PUT, "sh", dest, digest])
-    reader = asyncio.ensure_future(_drain(proc))
-    try:
-        async for chunk in chunks:
-            await proc.write(chunk)
-        await proc.close_stdin()
-        code = await proc.wait()
-    finally:
-        if proc.returncode is None:
-            await proc.kill(grace=0.1)
+    reader = asyncio.ensure_future(_drain(proc))  # read while writing: a full pipe must not stall
+    code = await _feed(proc, chunks)
     out = (await reader).decode("utf-8", "replace").strip()
     if code != 0:
         raise TransferError(f"upload to {dest!r} failed (exit {code}): {out or 'no output'}")
+
+
+async def _feed(proc, chunks) -> int | None:
+    """Stream ``chunks`` into ``proc``'s stdin, close it and return the exit code.
+
+    If the remote side stops reading early (it failed), the write error is not the story:
+    the exit code and the remote output are, so they are what the caller reports.
+    """
+    from .errors import ProcessError
+
+    try:
+        try:
+            async for chunk in chunks:
+                await proc.write(chunk)
+            await proc.close_stdin()
+        except (ProcessError, OSError):
+            pass
+        return await proc.wait(60)
+    finally:
+        if proc.returncode is None:
+            await proc.kill(grace=0.1)
 
 
 async def _drain(proc) -> bytes:
@@ -203,19 +217,31 @@ async def put_dir(sandbox: Sandbox, local: Path, dest: str) -> list[str]:
         proc = await sandbox.spawn(
             ["sh", "-c", 'mkdir -p -- "$1" && cd -- "$1" && tar -x -p -f -', "sh", dest]
         )
-        reader = asyncio.ensure_future(_drain(proc))
-        try:
+
+        async def spooled():
             while chunk := await asyncio.to_thread(spool.read, CHUNK):
-                await proc.write(chunk)
-            await proc.close_stdin()
-            code = await proc.wait()
-        finally:
-            if proc.returncode is None:
-                await proc.kill(grace=0.1)
+                yield chunk
+
+        reader = asyncio.ensure_future(_drain(proc))
+        code = await _feed(proc, spooled())
         out = (await reader).decode("utf-8", "replace").strip()
     if code != 0:
         raise TransferError(f"upload of directory to {dest!r} failed (exit {code}): {out}")
     return names
+
+
+def _safe_member(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
+    """What a sandbox's tar may put on the host: nothing outside ``dest``.
+
+    The ``tar`` filter already refuses absolute and escaping names and writing through
+    symlinks; hard links additionally get the ``data`` filter's rule (no absolute or escaping
+    targets), else a link to a host file followed by a file of the same name would write into
+    the host file. Symlinks may point anywhere (a venv's python -> /usr/bin/python3): creating
+    one writes nothing outside ``dest``.
+    """
+    if member.islnk():
+        tarfile.data_filter(member, dest)
+    return tarfile.tar_filter(member, dest)
 
 
 def extract_tar(fileobj, local: Path) -> list[str]:
@@ -228,7 +254,7 @@ def extract_tar(fileobj, local: Path) -> list[str]:
             if not name or name == ".":
                 continue
             member.name = name
-            tar.extract(member, local, filter="tar")
+            tar.extract(member, local, filter=_safe_member)
             if not member.isdir():
                 names.append(name)
     return names

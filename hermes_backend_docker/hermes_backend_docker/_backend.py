@@ -13,7 +13,6 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from hermes_core import hookimpl
 from hermes_core.errors import SandboxError
 from hermes_core.sandbox import TIMEOUT_EXIT_CODE, Capabilities, Command, ExecResult, Process, Sandbox
 
@@ -34,7 +33,7 @@ from ._process import KILL_MARKED, SIGNAL_GROUP, DockerProcess, ExecJob, open_pr
 if TYPE_CHECKING:
     from docker import APIClient
 
-__all__ = ["DockerSandbox", "hermes_register_backends", "sweep"]
+__all__ = ["DockerSandbox", "sweep"]
 
 T = TypeVar("T")
 
@@ -489,14 +488,3 @@ def _sweep(older_than: float | None) -> list[str]:
 def _factory(options: DockerOptions, *, sandbox_id: str, labels: Mapping[str, str]) -> DockerSandbox:
     return DockerSandbox(options, sandbox_id=sandbox_id, labels=labels)
 
-
-@hookimpl
-def hermes_register_backends(registry: Any) -> None:
-    """Register the ``docker`` backend."""
-    registry.register(
-        "docker",
-        _factory,
-        options=DockerOptions,
-        description="one container per sandbox on any Docker-API engine ($DOCKER_HOST)",
-        sweep=sweep,
-    )

@@ -149,10 +149,17 @@ class PtyProcess(Process):
         return chunk
 
     def _close_fd(self) -> None:
+        # Close through ptyprocess's own file object, which owns the descriptor: closing the
+        # number directly would let that object close it again later, by then perhaps another
+        # file's (descriptor numbers are reused).
         if not self._p.closed:
             self._p.closed = True
             try:
-                os.close(self._fd)
+                self._loop.remove_reader(self._fd)
+            except Exception:
+                pass
+            try:
+                self._p.fileobj.close()
             except OSError:
                 pass
 

@@ -1,188 +1,23 @@
-"""File tools: ``read_file``, ``write_file``, ``patch`` and ``search_files``."""
+"""Registers the file tools (implementation in ``_file_tools``, loaded on first use)."""
 
 from __future__ import annotations
 
-import difflib
-import re
-from typing import Literal
+from hermes_core import hookimpl
 
-from pydantic import BaseModel, ConfigDict, Field
+_IMPL = "hermes_plugins._file_tools"
 
-from hermes_core import ToolFailure, hookimpl
-
-MAX_LINE_CHARS = 2000
-
-
-class _Args(BaseModel):
-    model_config = ConfigDict(extra="forbid", defer_build=True)
-
-
-class ReadFileArgs(_Args):
-    path: str = Field(description="File to read (relative to the working directory or absolute).")
-    offset: int = Field(1, ge=1, description="First line to return (1-based).")
-    limit: int = Field(500, ge=1, le=5000, description="Maximum number of lines to return.")
-
-
-class WriteFileArgs(_Args):
-    path: str = Field(description="File to write; parent directories are created.")
-    content: str = Field(description="The complete new content of the file.")
-
-
-class PatchArgs(_Args):
-    path: str = Field(description="File to edit.")
-    old_string: str = Field(description="Exact text to replace; must match exactly once unless replace_all.")
-    new_string: str = Field(description="Replacement text.")
-    replace_all: bool = Field(False, description="Replace every occurrence instead of requiring one.")
-
-
-class SearchArgs(_Args):
-    pattern: str = Field(description="Regular expression (grep -E syntax for contents, Python syntax for file names).")
-    path: str = Field(".", description="Directory (or file) to search.")
-    target: Literal["content", "files"] = Field("content", description="Search file contents or file names.")
-    file_glob: str | None = Field(None, description="Only files whose name matches this glob, e.g. '*.py'.")
-    ignore_case: bool = False
-    max_results: int = Field(50, ge=1, le=1000, description="Stop after this many matches.")
-
-
-async def _read_text(ctx, path: str) -> str:
-    try:
-        data = await ctx.sandbox.read_bytes(path)
-    except FileNotFoundError:
-        raise ToolFailure(f"no such file: {path!r}", kind="not_found") from None
-    except IsADirectoryError:
-        raise ToolFailure(f"{path!r} is a directory; use search_files or terminal 'ls'", kind="is_directory") from None
-    except PermissionError:
-        raise ToolFailure(f"permission denied: {path!r}", kind="permission_denied") from None
-    if b"\0" in data[:8192]:
-        raise ToolFailure(
-            f"{path!r} is a binary file ({len(data)} bytes); read_file shows text only. "
-            "Inspect it with terminal (e.g. 'xxd | head' or 'file').",
-            kind="binary_file",
-        )
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ToolFailure(
-            f"{path!r} is not UTF-8 text (invalid byte at offset {e.start}); inspect it with terminal.",
-            kind="binary_file",
-        ) from None
-
-
-async def read_file(args: ReadFileArgs, ctx) -> dict:
-    text = await _read_text(ctx, args.path)
-    lines = text.splitlines()
-    start = args.offset - 1
-    chunk = lines[start : start + args.limit]
-    numbered = []
-    for i, line in enumerate(chunk, start=args.offset):
-        if len(line) > MAX_LINE_CHARS:
-            line = line[:MAX_LINE_CHARS] + f" [... line cut at {MAX_LINE_CHARS} chars]"
-        numbered.append(f"{i:6d}|{line}")
-    end = start + len(chunk)
-    out = {"path": ctx.sandbox.path(args.path), "content": "\n".join(numbered), "total_lines": len(lines)}
-    if end < len(lines):
-        out["next_offset"] = end + 1
-        out["note"] = f"showing lines {args.offset}-{end} of {len(lines)}; pass offset={end + 1} for more"
-    return out
-
-
-async def write_file(args: WriteFileArgs, ctx) -> dict:
-    data = args.content.encode("utf-8")
-    try:
-        await ctx.sandbox.write_bytes(args.path, data)
-    except (IsADirectoryError, PermissionError, NotADirectoryError) as e:
-        raise ToolFailure(f"cannot write {args.path!r}: {e.strerror or e}", kind="write_failed") from None
-    return {"success": True, "path": ctx.sandbox.path(args.path), "bytes_written": len(data)}
-
-
-async def patch(args: PatchArgs, ctx) -> dict:
-    if not args.old_string:
-        raise ToolFailure("old_string must not be empty; use write_file to create a file", kind="invalid_arguments")
-    text = await _read_text(ctx, args.path)
-    count = text.count(args.old_string)
-    if count == 0:
-        raise ToolFailure(
-            f"old_string was not found in {args.path!r}; read the file and copy the exact text "
-            "(whitespace and indentation included)",
-            kind="no_match",
-        )
-    if count > 1 and not args.replace_all:
-        raise ToolFailure(
-            f"old_string matches {count} places in {args.path!r}; include more surrounding text to "
-            "make it unique, or set replace_all=true",
-            kind="ambiguous_match",
-        )
-    new = text.replace(args.old_string, args.new_string)
-    await ctx.sandbox.write_bytes(args.path, new.encode("utf-8"))
-    diff = "".join(
-        difflib.unified_diff(text.splitlines(True), new.splitlines(True), args.path, args.path, n=2)
-    )
-    return {"success": True, "replacements": count, "diff": diff[:5000]}
-
-
-async def search_files(args: SearchArgs, ctx) -> dict:
-    if args.target == "files":
-        return await _search_names(args, ctx)
-    argv = ["grep", "-rnIE", "--color=never", "--exclude-dir=.git", "--exclude-dir=node_modules"]
-    if args.ignore_case:
-        argv.append("-i")
-    if args.file_glob:
-        argv.append(f"--include={args.file_glob}")
-    argv += ["-e", args.pattern, "--", args.path]
-    result = await ctx.sandbox.exec(argv, timeout=60)
-    if result.exit_code == 1:
-        return {"matches": [], "total": 0}
-    if result.exit_code not in (0, 1) and not result.output.count(":"):
-        raise ToolFailure(f"search failed: {result.output.strip()[:500]}", kind="search_failed")
-    matches = []
-    total = 0
-    for line in result.output.splitlines():
-        m = re.match(r"^(.*?):(\d+):(.*)$", line)
-        if not m:
-            continue
-        total += 1
-        if len(matches) < args.max_results:
-            matches.append({"path": m.group(1), "line": int(m.group(2)), "text": m.group(3)[:300]})
-    out = {"matches": matches, "total": total}
-    if total > len(matches):
-        out["note"] = f"showing {len(matches)} of {total} matches; narrow the pattern or path"
-    return out
-
-
-async def _search_names(args: SearchArgs, ctx) -> dict:
-    try:
-        rx = re.compile(args.pattern, re.IGNORECASE if args.ignore_case else 0)
-    except re.error as e:
-        raise ToolFailure(f"invalid regular expression {args.pattern!r}: {e}", kind="invalid_arguments") from None
-    argv = ["find", args.path, "-type", "d", "(", "-name", ".git", "-o", "-name", "node_modules", ")", "-prune", "-o", "-type", "f"]
-    if args.file_glob:
-        argv += ["-name", args.file_glob]
-    argv.append("-print")
-    result = await ctx.sandbox.exec(argv, timeout=60)
-    if result.exit_code != 0 and not result.output:
-        raise ToolFailure(f"search failed: exit {result.exit_code}", kind="search_failed")
-    hits = [p for p in result.output.splitlines() if rx.search(p.rsplit("/", 1)[-1])]
-    out = {"files": hits[: args.max_results], "total": len(hits)}
-    if len(hits) > args.max_results:
-        out["note"] = f"showing {args.max_results} of {len(hits)} files"
-    return out
+_TOOLS = (
+    ("read_file", "ReadFileArgs",
+     "Read a text file with line numbers (offset/limit for long files). Refuses binary files."),
+    ("write_file", "WriteFileArgs", "Write a file with the given content, replacing it if it exists."),
+    ("patch", "PatchArgs",
+     "Replace an exact string in a file. old_string must match exactly once unless replace_all is true."),
+    ("search_files", "SearchArgs",
+     "Search file contents by regex (target='content') or file names (target='files')."),
+)
 
 
 @hookimpl
 def hermes_register_tools(registry) -> None:
-    registry.register(
-        "read_file", read_file, args=ReadFileArgs,
-        description="Read a text file with line numbers (offset/limit for long files). Refuses binary files.",
-    )
-    registry.register(
-        "write_file", write_file, args=WriteFileArgs,
-        description="Write a file with the given content, replacing it if it exists.",
-    )
-    registry.register(
-        "patch", patch, args=PatchArgs,
-        description="Replace an exact string in a file. old_string must match exactly once unless replace_all is true.",
-    )
-    registry.register(
-        "search_files", search_files, args=SearchArgs,
-        description="Search file contents by regex (target='content') or file names (target='files').",
-    )
+    for name, args, description in _TOOLS:
+        registry.register(name, f"{_IMPL}:{name}", args=f"{_IMPL}:{args}", description=description)

@@ -1,329 +1,48 @@
 """The ``local`` backend: a sandbox is a fresh directory, a scrubbed environment and its own
-process groups on this machine.
+process groups on this machine (see ``_local_backend``).
 
-It isolates working directories, environment variables and processes between rollouts; it is
-not a security boundary for the filesystem (absolute paths reach the host). Use a container
-backend for untrusted code.
+This module only registers the backend; the implementation loads when the first sandbox is made.
 """
 
 from __future__ import annotations
 
-import asyncio
-import os
-import shutil
-import signal
-import tempfile
 from collections.abc import Mapping
-from pathlib import Path
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any
 
 from hermes_core import hookimpl
-from hermes_core.errors import SandboxError
-from hermes_core.sandbox import TIMEOUT_EXIT_CODE, Capabilities, Command, ExecResult, Process, Sandbox
 
-from ._local_exec import run_command
-from ._local_process import PipeProcess, _killpg, spawn_local
-
-#: Host variables a local sandbox inherits. Everything else (API keys, tokens) stays out
-#: unless named in ``pass_env`` or given in ``env``.
-INHERITED_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM", "USER", "LOGNAME", "SHELL")
-MARKER = "HERMES_SANDBOX_ID"
-
-
-class LocalOptions(BaseModel):
-    """Options of the ``local`` backend."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
-
-    root: str | None = Field(None, description="Directory under which sandbox directories are made (default: the system temp dir).")
-    env: dict[str, str] = Field(default_factory=dict, description="Variables set in the sandbox.")
-    pass_env: list[str] = Field(default_factory=list, description="Host variables to forward by name (e.g. OPENAI_API_KEY).")
-    image: str | None = Field(None, description="Ignored by the local backend (accepted so per-task image overrides do not fail).")
-
-
-class LocalSandbox(Sandbox):
-    backend_name = "local"
-    capabilities = Capabilities(pty=True, native_files=True, host_processes=True)
-
-    def __init__(
-        self,
-        options: LocalOptions | None = None,
-        *,
-        sandbox_id: str,
-        labels: Mapping[str, str] | None = None,
-        sweeper: MarkedProcessSweeper | None = None,
-    ):
-        super().__init__(options or LocalOptions(), sandbox_id=sandbox_id, labels=labels)
-        self._sweeper = sweeper
-        self.root: Path | None = None
-        self._env: dict[str, str] = {}
-        self._pgids: set[int] = set()
-
-    @property
-    def workdir(self) -> str:
-        if self.root is None:
-            raise SandboxError(f"sandbox {self.sandbox_id} is not started")
-        return str(self.root / "work")
-
-    async def _start(self) -> None:
-        opts: LocalOptions = self.options
-        if opts.root:
-            Path(opts.root).mkdir(parents=True, exist_ok=True)
-        self.root = Path(tempfile.mkdtemp(prefix=f"hermes-{self.sandbox_id}-", dir=opts.root))
-        for sub in ("work", "home", "tmp"):
-            (self.root / sub).mkdir()
-        env = {k: os.environ[k] for k in INHERITED_ENV if k in os.environ}
-        env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
-        env.update({k: os.environ[k] for k in opts.pass_env if k in os.environ})
-        env.update(HOME=str(self.root / "home"), TMPDIR=str(self.root / "tmp"))
-        env.update(opts.env)
-        env[MARKER] = self.sandbox_id
-        self._env = env
-
-    def _env_for(self, env: Mapping[str, str] | None) -> dict[str, str]:
-        if not env:
-            return self._env
-        merged = dict(self._env)
-        merged.update(env)
-        merged[MARKER] = self.sandbox_id
-        return merged
-
-    def _cwd(self, cwd: str | None) -> str:
-        return self.path(cwd) if cwd else self.workdir
-
-    async def exec(
-        self,
-        command: Command,
-        *,
-        timeout: float | None = None,
-        cwd: str | None = None,
-        env: Mapping[str, str] | None = None,
-        stdin: bytes | None = None,
-    ) -> ExecResult:
-        self._check_open()
-        try:
-            code, data, timed_out = await run_command(
-                self.argv(command), cwd=self._cwd(cwd), env=self._env_for(env), stdin=stdin,
-                timeout=timeout, track=self._pgids,
-            )
-        except (FileNotFoundError, NotADirectoryError, PermissionError) as e:
-            return ExecResult(127 if isinstance(e, FileNotFoundError) else 126, f"{e}\n")
-        output = data.decode("utf-8", "replace")
-        if timed_out:
-            output += f"\n[hermes: command timed out after {timeout:g}s and was killed]"
-            return ExecResult(TIMEOUT_EXIT_CODE, output, timed_out=True)
-        return ExecResult(code, output)
-
-    async def spawn(
-        self,
-        command: Command,
-        *,
-        pty: bool = False,
-        cwd: str | None = None,
-        env: Mapping[str, str] | None = None,
-    ) -> Process:
-        self._check_open()
-        proc = await spawn_local(self.argv(command), pty=pty, cwd=self._cwd(cwd), env=self._env_for(env))
-        self._pgids.add(proc.pid)
-        return proc
-
-    # ------------------------------------------------------------------ files (native)
-
-    async def write_bytes(self, path: str, data: bytes) -> None:
-        await asyncio.to_thread(_atomic_write, Path(self.path(path)), data)
-
-    async def read_bytes(self, path: str) -> bytes:
-        return await asyncio.to_thread(Path(self.path(path)).read_bytes)
-
-    async def put_file(self, local_path, remote_path: str) -> int:
-        return await asyncio.to_thread(_copy, Path(local_path), Path(self.path(remote_path)))
-
-    async def get_file(self, remote_path: str, local_path) -> int:
-        return await asyncio.to_thread(_copy, Path(self.path(remote_path)), Path(local_path))
-
-    async def put_dir(self, local_dir, remote_dir: str) -> list[str]:
-        return await asyncio.to_thread(_copytree, Path(local_dir), Path(self.path(remote_dir)))
-
-    async def get_dir(self, remote_dir: str, local_dir) -> list[str]:
-        return await asyncio.to_thread(_copytree, Path(self.path(remote_dir)), Path(local_dir))
-
-    # ------------------------------------------------------------------ teardown
-
-    async def _close(self) -> None:
-        for pgid in self._pgids:
-            _killpg(pgid, signal.SIGKILL)
-        self._pgids.clear()
-        if self.root is not None:
-            # Anything that escaped its process group (setsid, double fork) still carries the
-            # sandbox marker in its environment.
-            for _ in range(20):
-                if self._sweeper is not None:
-                    found = await self._sweeper.sweep(self.sandbox_id)
-                else:
-                    found = await asyncio.to_thread(sweep_marked, self.sandbox_id)
-                if not found:
-                    break
-                await asyncio.sleep(0.01)
-            await asyncio.to_thread(shutil.rmtree, self.root, True)
-
-
-def sweep_marked(sandbox_id: str) -> int:
-    """SIGKILL every process whose environment carries this sandbox's marker; return how many."""
-    return kill_marked({sandbox_id}).get(sandbox_id, 0)
-
-
-def kill_marked(sandbox_ids: set[str]) -> dict[str, int]:
-    """One pass over ``/proc``: SIGKILL processes (and their groups) marked with any of the ids.
-
-    Returns how many live processes were found per id.
-    """
-    key = f"{MARKER}=".encode()
-    me = os.getpid()
-    found: dict[str, int] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit() or int(entry.name) == me:
-            continue
-        try:
-            with open(f"/proc/{entry.name}/environ", "rb") as f:
-                env = f.read()
-        except OSError:
-            continue
-        at = env.find(key)
-        if at < 0 or (at > 0 and env[at - 1] != 0):
-            continue
-        sid = env[at + len(key) : env.find(b"\0", at)].decode(errors="replace")
-        if sid not in sandbox_ids:
-            continue
-        pid = int(entry.name)
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as f:
-                if f.read().rsplit(b")", 1)[1].split()[0] == b"Z":
-                    continue  # a zombie waiting for its parent to reap it: already dead
-        except (OSError, IndexError):
-            continue
-        found[sid] = found.get(sid, 0) + 1
-        try:
-            _killpg(os.getpgid(pid), signal.SIGKILL)
-        except ProcessLookupError:
-            continue
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    return found
-
-
-class MarkedProcessSweeper:
-    """Coalesces the ``/proc`` sweeps of sandboxes closing at the same time into shared passes.
-
-    One per Runtime (made in the registration hook): 64 rollouts ending together cost a few
-    scans of ``/proc`` instead of 64.
-    """
-
-    def __init__(self) -> None:
-        self._pending: dict[str, list[asyncio.Future[int]]] = {}
-        self._task: asyncio.Task[None] | None = None
-
-    async def sweep(self, sandbox_id: str) -> int:
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[int] = loop.create_future()
-        self._pending.setdefault(sandbox_id, []).append(fut)
-        if self._task is None or self._task.done() or self._task.get_loop() is not loop:
-            self._task = loop.create_task(self._drain())
-        return await fut
-
-    async def _drain(self) -> None:
-        while self._pending:
-            batch, self._pending = self._pending, {}
-            try:
-                counts = await asyncio.to_thread(kill_marked, set(batch))
-            except BaseException as e:  # hand the failure to every waiter, never strand one
-                for futs in batch.values():
-                    for f in futs:
-                        if not f.done():
-                            f.set_exception(e)
-                raise
-            for sid, futs in batch.items():
-                for f in futs:
-                    if not f.done():
-                        f.set_result(counts.get(sid, 0))
-
-
-def _atomic_write(dest: Path, data: bytes) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".hermes-part-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _copy(src: Path, dest: Path) -> int:
-    if src.is_dir():
-        raise IsADirectoryError(f"is a directory: {str(src)!r}")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".hermes-part-")
-    os.close(fd)
-    try:
-        shutil.copyfile(src, tmp)
-        size = os.path.getsize(tmp)
-        if size != os.path.getsize(src):
-            raise SandboxError(f"copy of {str(src)!r} is {size} bytes, source has changed")
-        shutil.copymode(src, tmp)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return size
-
-
-def _copytree(src: Path, dest: Path) -> list[str]:
-    if not src.is_dir():
-        raise NotADirectoryError(f"not a directory: {str(src)!r}")
-    shutil.copytree(src, dest, symlinks=True, dirs_exist_ok=True)
-    names = []
-    for root, dirs, files in os.walk(src):
-        for name in files + [d for d in dirs if os.path.islink(os.path.join(root, d))]:
-            names.append(Path(root, name).relative_to(src).as_posix())
-    return sorted(names)
-
-
-async def sweep(older_than: float | None = None, root: str | None = None) -> list[str]:
-    """Remove local sandboxes of dead drivers: their directories and marked processes."""
-    import re
-    import time
-
-    base = Path(root or tempfile.gettempdir())
-    cutoff = time.time() - (older_than or 0)
-    removed = []
-    for d in sorted(base.glob("hermes-*-*")):
-        m = re.fullmatch(r"hermes-([0-9a-f]{12}-\d+)-[^/]+", d.name)
-        if not m or not d.is_dir() or not (d / "work").is_dir() or d.stat().st_mtime > cutoff:
-            continue
-        await asyncio.to_thread(sweep_marked, m.group(1))
-        await asyncio.to_thread(shutil.rmtree, d, True)
-        removed.append(str(d))
-    return removed
+_IMPL = "hermes_plugins._local_backend"
 
 
 @hookimpl
 def hermes_register_backends(registry) -> None:
-    sweeper = MarkedProcessSweeper()  # per Runtime: this hook runs once for each
+    sweeper: list[Any] = []  # one per Runtime (this hook runs once for each), made on first use
 
-    def factory(options: LocalOptions, *, sandbox_id: str, labels: Mapping[str, str]) -> LocalSandbox:
-        return LocalSandbox(options, sandbox_id=sandbox_id, labels=labels, sweeper=sweeper)
+    def factory(options: Any, *, sandbox_id: str, labels: Mapping[str, str]) -> Any:
+        from ._local_backend import LocalSandbox, MarkedProcessSweeper
+
+        if not sweeper:
+            sweeper.append(MarkedProcessSweeper())
+        return LocalSandbox(options, sandbox_id=sandbox_id, labels=labels, sweeper=sweeper[0])
 
     registry.register(
         "local",
         factory,
-        options=LocalOptions,
+        options=f"{_IMPL}:LocalOptions",
         description="a fresh directory, scrubbed environment and own process groups on this machine",
-        sweep=sweep,
+        sweep=f"{_IMPL}:sweep",
     )
 
 
-__all__ = ["LocalOptions", "LocalSandbox", "MarkedProcessSweeper", "PipeProcess", "kill_marked", "sweep_marked"]
+_EXPORTS = ("LocalOptions", "LocalSandbox", "MarkedProcessSweeper", "PipeProcess", "kill_marked", "sweep", "sweep_marked", "MARKER", "INHERITED_ENV")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        from . import _local_backend
+
+        return getattr(_local_backend, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["LocalOptions", "LocalSandbox", "MarkedProcessSweeper", "kill_marked", "sweep", "sweep_marked"]

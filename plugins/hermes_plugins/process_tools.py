@@ -1,119 +1,16 @@
-"""The ``process`` tool: manage the background processes a rollout started with
-``terminal(background=true)``. Every session is scoped to its rollout."""
+"""Registers the ``process`` tool (implementation in ``_process_tool``, loaded on first use)."""
 
 from __future__ import annotations
 
-import json
-import math
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, StrictStr
-
 from hermes_core import hookimpl
-from hermes_core._process_state import (
-    ProcessEndedError,
-    ProcessForbiddenError,
-    ProcessLimitError,
-    ProcessNotFoundError,
-)
-from hermes_core._tools import ToolFailure
-from hermes_core.errors import ProcessError
-
-_ACTIONS = ("list", "poll", "log", "wait", "kill", "write", "submit", "close")
-_MAX_LOG = 50_000
-_ABSURD_TIMEOUT = 86_400.0
-
-
-class ProcessArgs(BaseModel):
-    model_config = ConfigDict(extra="forbid", defer_build=True)
-
-    action: Literal["list", "poll", "log", "wait", "kill", "write", "submit", "close"] = Field(
-        description=(
-            "list: this rollout's sessions. poll: status, exit code and the output tail. log: a "
-            "range of the output (offset/limit). wait: block until the process ends or timeout. "
-            "kill: terminate it and its children. write: send data to stdin. submit: send data "
-            "plus a newline. close: close stdin (EOF)."
-        )
-    )
-    session_id: StrictStr | None = Field(None, description="The session id returned by terminal(background=true). Needed by every action except list.")
-    data: StrictStr | None = Field(None, description="Text for write/submit.")
-    timeout: float | None = Field(None, description="Seconds for wait (default 60; clamped to the configured maximum).")
-    offset: int | None = Field(None, description="log: byte offset into the whole output; negative counts from the end (default: the last `limit` bytes).")
-    limit: int | None = Field(None, ge=1, le=_MAX_LOG, description=f"log: bytes to return (default 10000, at most {_MAX_LOG}).")
-
-
-def _registry(ctx: Any) -> Any:
-    runtime = getattr(ctx, "runtime", None)
-    if runtime is None:
-        raise ToolFailure(
-            "background processes need a Runtime; this ToolContext was built without one",
-            kind="unavailable",
-        )
-    return runtime.processes
-
-
-def _failure(e: ProcessError) -> ToolFailure:
-    kind = {
-        ProcessNotFoundError: "not_found",
-        ProcessForbiddenError: "forbidden",
-        ProcessEndedError: "process_ended",
-        ProcessLimitError: "limit_exceeded",
-    }.get(type(e), "process_error")
-    return ToolFailure(str(e), kind=kind)
-
-
-def check_timeout(value: Any) -> float:
-    """A timeout the model sent: a finite, non-negative number of seconds below a day."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise ToolFailure(f"timeout must be a finite number of seconds >= 0, got {value!r}", kind="invalid_arguments")
-    if value > _ABSURD_TIMEOUT:
-        raise ToolFailure(
-            f"timeout {value!r} is absurd (more than a day); use at most {_ABSURD_TIMEOUT:g} seconds "
-            "(it is clamped to the configured maximum anyway)",
-            kind="invalid_arguments",
-        )
-    return float(value)
-
-
-async def process(args: ProcessArgs, ctx: Any) -> str:
-    reg = _registry(ctx)
-    task = ctx.task_id
-    if args.action == "list":
-        await reg.recover()
-        return json.dumps({"sessions": reg.list(task)}, ensure_ascii=False)
-    if args.session_id is None:
-        raise ToolFailure(f"action {args.action!r} needs a session_id; use action 'list' to see them", kind="invalid_arguments")
-    sid = args.session_id
-    try:
-        if args.action == "poll":
-            out = await reg.poll(sid, task)
-        elif args.action == "log":
-            limit = args.limit or 10_000
-            offset = -limit if args.offset is None else args.offset
-            out = await reg.read_log(sid, task, offset=offset, limit=limit)
-        elif args.action == "wait":
-            timeout = check_timeout(60.0 if args.timeout is None else args.timeout)
-            out = await reg.wait(sid, timeout, task)
-        elif args.action == "kill":
-            out = await reg.kill(sid, task)
-        elif args.action in ("write", "submit"):
-            if args.data is None and args.action == "write":
-                raise ToolFailure("action 'write' needs data (a string)", kind="invalid_arguments")
-            data = (args.data or "") + ("\n" if args.action == "submit" else "")
-            out = await reg.write(sid, data, task)
-        else:
-            out = await reg.close_stdin(sid, task)
-    except ProcessError as e:
-        raise _failure(e) from None
-    return json.dumps(out, ensure_ascii=False)
 
 
 @hookimpl
 def hermes_register_tools(registry) -> None:
     registry.register(
         "process",
-        process,
-        args=ProcessArgs,
+        "hermes_plugins._process_tool:process",
+        args="hermes_plugins._process_tool:ProcessArgs",
         description=(
             "Manage background processes started with terminal(background=true): list them, poll "
             "status and recent output, read the log, wait for exit, kill (with children), and "
@@ -121,6 +18,3 @@ def hermes_register_tools(registry) -> None:
             "exit_code. Only this rollout's processes are visible."
         ),
     )
-
-
-__all__ = ["ProcessArgs", "process", "check_timeout"]

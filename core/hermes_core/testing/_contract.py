@@ -48,9 +48,13 @@ class SandboxContract(ProcessContract):
     def backend_options(self) -> dict[str, Any]:
         return {}
 
+    def make_runtime(self) -> Runtime:
+        """The Runtime sandboxes are made with; override to register extra plugins."""
+        return Runtime()
+
     @pytest.fixture
     async def runtime(self):
-        rt = Runtime()
+        rt = self.make_runtime()
         yield rt
         await rt.aclose()
 
@@ -254,7 +258,7 @@ class SandboxContract(ProcessContract):
         from hypothesis import strategies as st
 
         loop = asyncio.new_event_loop()
-        rt = Runtime()
+        rt = self.make_runtime()
         sb = loop.run_until_complete(rt.create_sandbox(self.backend, backend_options).start())
         names = st.text(
             st.characters(blacklist_categories=("Cs",), blacklist_characters="/\0"), min_size=1, max_size=40

@@ -150,3 +150,19 @@ async def test_generic_upload_reports_the_remote_failure(tmp_path):
     finally:
         await sb.close()
         await rt.aclose()
+
+
+async def test_close_finds_processes_caught_mid_exec(tmp_path):
+    """/proc shows an empty environment while a process is inside execve; a close that sweeps at
+    that moment must look again rather than miss an escaped process."""
+    from hermes_core import Runtime
+
+    rt = Runtime()
+    for _ in range(30):
+        sb = await rt.create_sandbox("local", {"root": str(tmp_path)}).start()
+        # setsid: out of every tracked group, so only the marker sweep can find it; it execs
+        # repeatedly so closes often land mid-exec.
+        await sb.exec("setsid sh -c 'i=0; while [ $i -lt 2000 ]; do i=$((i+1)); /bin/true; done; exec sleep 300' >/dev/null 2>&1 < /dev/null &")
+        await sb.close()
+        assert await local_leftovers(sb) == []
+    await rt.aclose()

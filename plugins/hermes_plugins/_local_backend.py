@@ -168,8 +168,25 @@ class LocalSandbox(Sandbox):
 
 
 def sweep_marked(sandbox_id: str) -> int:
-    """SIGKILL every process whose environment carries this sandbox's marker; return how many."""
-    return kill_marked({sandbox_id}).get(sandbox_id, 0)
+    """SIGKILL every process whose environment carries this sandbox's marker; return how many
+    (plus any process that could not be read, so the caller looks again)."""
+    counts = kill_marked({sandbox_id})
+    return counts.get(sandbox_id, 0) + counts.get(UNSURE, 0)
+
+
+#: Key of :func:`kill_marked`'s result counting processes it could not read (mid-``execve``).
+UNSURE = "?"
+_PF_KTHREAD = 0x00200000
+
+
+def _mid_exec(pid: str) -> bool:
+    """An empty environment belongs to a kernel thread, a zombie, or a process mid-execve."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return False
+    return fields[0] != b"Z" and not int(fields[6]) & _PF_KTHREAD
 
 
 def kill_marked(sandbox_ids: set[str]) -> dict[str, int]:
@@ -187,6 +204,11 @@ def kill_marked(sandbox_ids: set[str]) -> dict[str, int]:
             with open(f"/proc/{entry.name}/environ", "rb") as f:
                 env = f.read()
         except OSError:
+            continue
+        if not env and _mid_exec(entry.name):
+            # A process in the middle of execve shows an empty environment for a moment; it may
+            # be ours, so every caller looks again (see LocalSandbox._close).
+            found[UNSURE] = found.get(UNSURE, 0) + 1
             continue
         at = env.find(key)
         if at < 0 or (at > 0 and env[at - 1] != 0):
@@ -243,10 +265,11 @@ class MarkedProcessSweeper:
                         if not f.done():
                             f.set_exception(e)
                 raise
+            unsure = counts.get(UNSURE, 0)
             for sid, futs in batch.items():
                 for f in futs:
                     if not f.done():
-                        f.set_result(counts.get(sid, 0))
+                        f.set_result(counts.get(sid, 0) + unsure)
 
 
 def _atomic_write(dest: Path, data: bytes) -> None:

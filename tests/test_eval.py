@@ -183,12 +183,20 @@ async def test_verifier_failures_score_zero_with_the_error_and_sandboxes_are_cle
     assert by["garbage"]["reward"] == 0.0 and "must return a number" in by["garbage"]["verifier_error"]
     assert by["named"]["reward"] == 1.0 and by["named"]["scores"] == {"file": 1.0, "ran": 1.0}
     assert by["sync"]["reward"] == 1.0, by["sync"]["error"]
-    assert by["bad-setup"]["reward"] == 0.0 and "setup command exited 3" in by["bad-setup"]["error"]
-    assert by["bad-setup"]["turns"] == 0  # the agent never ran
+    # The agent never ran: no reward (not the agent's failure), marked for a rerun on resume.
+    assert by["bad-setup"]["reward"] is None and "setup command exited 3" in by["bad-setup"]["error"]
+    assert by["bad-setup"]["turns"] == 0 and by["bad-setup"]["infra_error"] is True
+    assert by["raises"]["infra_error"] is False
     assert by["image"]["image"] == "busybox:latest" and by["image"]["reward"] == 1.0
     assert seen["raises"] is not None and not Path(seen["raises"]).exists()
     assert list((tmp_path / "sb").iterdir()) == []
-    assert report.summary["errors"] == 3 and report.summary["mean_reward"] == pytest.approx(3 / 6)
+    assert report.summary["errors"] == 3 and report.summary["mean_reward"] == pytest.approx(3 / 5)
+    # Resume reruns only the rollout that was never scored.
+    async with Runtime(plugins=[make_probe_plugin(seen)]) as rt:
+        rerun = Runner(rt, rt.agents.get("oracle").factory(), environment=env, concurrency=3, out_dir=tmp_path / "o",
+                       backend_options={"root": str(tmp_path / "sb")})
+        report2 = await rerun.run(items)
+    assert report2.ran == 1 and report2.skipped == len(items) - 1
 
 
 async def test_rollout_deadline_is_enforced(tmp_path):

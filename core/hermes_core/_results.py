@@ -78,6 +78,8 @@ class ResultsDir:
                 except json.JSONDecodeError:
                     continue
                 if isinstance(rec, dict) and isinstance(rec.get("rollout_id"), str):
+                    if rec.get("infra_error"):
+                        continue  # never scored (no sandbox, failed setup): run it again
                     records.setdefault(rec["rollout_id"], rec)
             _rewrite(results, (json.dumps(r, ensure_ascii=False) for r in records.values()))
         traj = self.path / TRAJECTORIES

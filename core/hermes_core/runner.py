@@ -260,8 +260,10 @@ class Runner:
             raise
         except Exception as e:  # the sandbox could not be created or started
             error = f"sandbox ({backend}) failed: {type(e).__name__}: {e}"
-        if outcome is None and self.verifier is not None:
-            outcome = VerifierOutcome(0.0, {}, None)
+        # The sandbox could not start or the task's setup failed: the agent never ran, so there
+        # is nothing to score. Such a rollout gets no reward (it is not counted as the agent's
+        # failure in the mean or pass rate) and is run again on resume.
+        infra_error = outcome is None and error is not None
         reward = outcome.reward if outcome is not None else None
         errors = [e.to_dict() for e in result.tool_errors]
         record = {
@@ -278,6 +280,7 @@ class Runner:
             "tool_errors": errors,
             "usage": result.usage,
             "error": error or (outcome.error if outcome is not None else None) or result.error,
+            "infra_error": infra_error,
             "agent_error": result.error,
             "verifier_error": outcome.error if outcome is not None else None,
             "backend": backend,

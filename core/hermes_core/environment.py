@@ -125,11 +125,7 @@ class Environment:
         merged: dict[str, Any] = {}
         for layer in layers:
             merged.update(layer or {})
-        try:
-            config = cls.config_model.model_validate(merged)
-        except ValidationError as e:
-            raise ConfigError(validation_message(e, cls.config_model, where)) from None
-        return cls(config)
+        return cls.from_layers([(where, merged)])
 
     @classmethod
     def from_layers(cls, layers: Sequence[tuple[str, Mapping[str, Any] | None]]) -> Environment:

@@ -414,9 +414,9 @@ async def test_check_interval_progress_and_completion_events(rt):
     async def async_cb(ev):
         async_got.append(ev)
 
-    rt.processes.subscribe(async_cb)
+    rt.on_process_event(async_cb)  # the Runtime-level shorthands
     async with rt.rollout() as ctx:
-        stream = rt.processes.events(ctx.task_id)
+        stream = rt.process_events(ctx.task_id)
         sid = await bg(ctx, "for i in 1 2 3 4 5 6 7 8; do echo tick $i; sleep 0.25; done; exit 1", check_interval=1)
         kinds = []
         async for ev in stream:

@@ -240,6 +240,17 @@ class Runtime:
             self._processes = ProcessRegistry(self)
         return self._processes
 
+    def process_events(self, task_id: str | None = None) -> AsyncIterator[Any]:
+        """Completion and ``check_interval`` progress events of background processes, as an async
+        iterator (``exited``, ``killed``, ``progress``, ``recovered``); one rollout's with
+        ``task_id``. Ends at :meth:`aclose`. Shorthand for ``runtime.processes.events()``."""
+        return self.processes.events(task_id)
+
+    def on_process_event(self, callback: Any, task_id: str | None = None) -> Any:
+        """Call ``callback(event)`` (sync or async) for each process event; returns a function
+        that unsubscribes. Shorthand for ``runtime.processes.subscribe()``."""
+        return self.processes.subscribe(callback, task_id)
+
     async def _cleanup_task(self, task_id: str) -> None:
         if self._processes is not None:
             await self._processes.kill_task(task_id)

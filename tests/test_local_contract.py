@@ -157,12 +157,20 @@ async def test_close_finds_processes_caught_mid_exec(tmp_path):
     that moment must look again rather than miss an escaped process."""
     from hermes_core import Runtime
 
+    from hermes_plugins.local import kill_marked
+
     rt = Runtime()
-    for _ in range(30):
-        sb = await rt.create_sandbox("local", {"root": str(tmp_path)}).start()
-        # setsid: out of every tracked group, so only the marker sweep can find it; it execs
-        # repeatedly so closes often land mid-exec.
-        await sb.exec("setsid sh -c 'i=0; while [ $i -lt 2000 ]; do i=$((i+1)); /bin/true; done; exec sleep 300' >/dev/null 2>&1 < /dev/null &")
-        await sb.close()
-        assert await local_leftovers(sb) == []
-    await rt.aclose()
+    ids: set[str] = set()
+    try:
+        for _ in range(30):
+            sb = await rt.create_sandbox("local", {"root": str(tmp_path)}).start()
+            ids.add(sb.sandbox_id)
+            # setsid: out of every tracked group, so only the marker sweep can find it; it
+            # execs repeatedly so closes often land mid-exec.
+            await sb.exec("setsid sh -c 'i=0; while [ $i -lt 2000 ]; do i=$((i+1)); /bin/true; done; exec sleep 300' >/dev/null 2>&1 < /dev/null &")
+            await sb.close()
+            assert await local_leftovers(sb) == []
+    finally:
+        for _ in range(5):  # a failed run must not leave its sleepers behind
+            kill_marked(ids)
+        await rt.aclose()

@@ -209,18 +209,24 @@ class Archive:
         self._put(parent, body)
         return size
 
-    def _open_file(self, path: str) -> tuple[tarfile.TarFile, tarfile.TarInfo]:
+    def _archive_chunks(self, real: str, missing: str) -> Any:
+        """The engine's tar stream of ``real``; a path the engine cannot find is FileNotFoundError."""
         import docker.errors
 
-        real, st = self._resolve(path, want_dir=False)
-        if st["mode"] & _GO_DIR:
-            raise IsADirectoryError(f"is a directory in sandbox: {path!r}")
         try:
             chunks, _ = self.api.get_archive(self.container, real, chunk_size=CHUNK)
         except docker.errors.NotFound as e:
             if "no such container" in str(e.explanation or "").lower():
                 raise
-            raise FileNotFoundError(f"no such file in sandbox: {path!r}") from None
+            raise FileNotFoundError(missing) from None
+        return chunks
+
+    def _open_file(self, path: str) -> tuple[tarfile.TarFile, tarfile.TarInfo]:
+
+        real, st = self._resolve(path, want_dir=False)
+        if st["mode"] & _GO_DIR:
+            raise IsADirectoryError(f"is a directory in sandbox: {path!r}")
+        chunks = self._archive_chunks(real, f"no such file in sandbox: {path!r}")
         tar = tarfile.open(fileobj=_ChunkReader(chunks), mode="r|")
         member = tar.next()
         if member is None or not member.isreg():
@@ -287,17 +293,11 @@ class Archive:
         return tar_dir(local, out, filter=owned)
 
     def get_dir(self, path: str, local: Path) -> list[str]:
-        import docker.errors
 
         real, st = self._resolve(path, want_dir=True)
         if not st["mode"] & _GO_DIR:
             raise NotADirectoryError(f"not a directory in sandbox: {path!r}")
-        try:
-            chunks, _ = self.api.get_archive(self.container, real, chunk_size=CHUNK)
-        except docker.errors.NotFound as e:
-            if "no such container" in str(e.explanation or "").lower():
-                raise
-            raise FileNotFoundError(f"no such directory in sandbox: {path!r}") from None
+        chunks = self._archive_chunks(real, f"no such directory in sandbox: {path!r}")
         local.mkdir(parents=True, exist_ok=True)
         dest = os.path.realpath(local)
         names: list[str] = []

@@ -1,41 +1,30 @@
 #!/usr/bin/env bash
 # The one test command (README, .ci/run): installs what the tests need, starts a private Docker
-# engine, runs every test suite, and stops the engine by PID — also on failure.
+# engine, runs the core suite and then every suite in scripts/suites/ (each installs its own
+# dependencies and starts its own services), and stops the engine by PID — also on failure.
 #
-#   bash scripts/test.sh [extra pytest args]
+#   bash scripts/test.sh [extra pytest args for the core suite]
+#   HERMES_SUITES="ssh web" bash scripts/test.sh    # only these suites (core always runs)
 #
-# Environment: HERMES_SKIP_APT=1 skips the Debian package step; HERMES_VENV (default .venv).
+# Environment: HERMES_SKIP_APT=1 skips the Debian package step; HERMES_VENV (default .venv);
+# HERMES_SKIP_CORE=1 runs only the suites.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 VENV=${HERMES_VENV:-$ROOT/.venv}
-
-step() { printf '\n==> %s\n' "$*"; }
+source "$ROOT/scripts/lib.sh"
+started=$(date +%s)
 
 # ---------------------------------------------------------------- Debian packages
-need_pkgs=()
-command -v dockerd >/dev/null || need_pkgs+=(docker.io)
-command -v debootstrap >/dev/null || need_pkgs+=(debootstrap)
-[ -x /bin/busybox ] || need_pkgs+=(busybox-static)
-command -v curl >/dev/null || need_pkgs+=(curl)
-if [ "${#need_pkgs[@]}" -gt 0 ] && [ "${HERMES_SKIP_APT:-0}" != 1 ]; then
-    step "apt-get install ${need_pkgs[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
-fi
+apt_install docker.io debootstrap busybox-static curl
 
 # ---------------------------------------------------------------- Python packages
 step "python environment in $VENV"
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 PY=$VENV/bin/python
-"$PY" -m pip install -q --upgrade pip >/dev/null
-"$PY" -m pip install -q -e "$ROOT[test]"
-# A regular (non-editable) install: with setuptools' default editable finder, the source folder
-# hermes_backend_docker/ would shadow the package when Python runs from the repository root.
-"$PY" -m pip install -q --force-reinstall --no-deps "$ROOT/hermes_backend_docker"
-"$PY" -m pip install -q "$ROOT/hermes_backend_docker"
-export PATH=$VENV/bin:$PATH
+"$PY" -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
+pip_install -e "$ROOT[test]" -e "$ROOT/hermes_backend_docker[test]"
+export PATH=$VENV/bin:$PATH ROOT VENV PY
 
 # ---------------------------------------------------------------- Docker engine + test images
 step "private dockerd and test images"
@@ -45,7 +34,26 @@ eval "$(bash scripts/docker-env.sh start)"
 bash scripts/docker-env.sh image
 export DOCKER_HOST HERMES_REQUIRE_DOCKER=1
 
-# ---------------------------------------------------------------- tests
-step "pytest"
-# Exit code 5 (no tests collected) is a failure too, like any non-zero code.
-"$PY" -m pytest tests hermes_backend_docker/tests -q -p no:cacheprovider "$@"
+# ---------------------------------------------------------------- suites
+failed=()
+if [ "${HERMES_SKIP_CORE:-0}" != 1 ]; then
+    step "suite core: pytest tests hermes_backend_docker/tests"
+    run_pytest tests hermes_backend_docker/tests "$@" || failed+=(core)
+fi
+for suite in "$ROOT"/scripts/suites/*.sh; do
+    [ -e "$suite" ] || continue
+    name=$(basename "$suite" .sh)
+    if [ -n "${HERMES_SUITES:-}" ] && [[ " $HERMES_SUITES " != *" $name "* ]]; then
+        continue
+    fi
+    step "suite $name"
+    t0=$(date +%s)
+    bash "$suite" || failed+=("$name")
+    echo "suite $name took $(( $(date +%s) - t0 )) s"
+done
+
+step "done in $(( $(date +%s) - started )) s"
+if [ "${#failed[@]}" -gt 0 ]; then
+    echo "FAILED suites: ${failed[*]}" >&2
+    exit 1
+fi

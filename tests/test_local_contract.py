@@ -97,7 +97,7 @@ def test_hostile_archive_from_a_sandbox_cannot_write_outside(tmp_path):
 
     import pytest
 
-    from hermes_core.transfer import extract_tar
+    from hermes_core.sandbox import extract_tar
 
     victim = tmp_path / "victim.txt"
     victim.write_text("host data")

@@ -107,11 +107,8 @@ def load_into(pm: pluggy.PluginManager, rows: list[tuple[str, str, str, str]]) -
             where = getattr(obj, "__file__", None) or getattr(obj, "__path__", None) or "?"
             raise PluginError(
                 f"plugin {name!r} (entry point '{name} = {value}' of distribution {dist!r}) "
-                f"implements no hermes hook; {modname!r} was loaded from {where}. If that is a "
-                "source folder shadowing the installed package (a namespace package without "
-                "__init__.py), run from another directory or reinstall with "
-                f"'pip install -e PATH --config-settings editable_mode=compat'; otherwise disable "
-                f"it with HERMES_DISABLE_PLUGINS={name}."
+                f"implements no hermes hook; {modname!r} was loaded from {where}. Add a "
+                f"@hookimpl to it, or disable it with HERMES_DISABLE_PLUGINS={name}."
             )
         builtin = _norm(dist) == BUILTIN_DIST and name in builtin_names
         infos.append(PluginInfo(name, modname, dist, version, builtin))

@@ -19,10 +19,18 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from hermes_core.errors import SandboxError
-from hermes_core.sandbox import TIMEOUT_EXIT_CODE, Capabilities, Command, ExecResult, Process, Sandbox
-
-from ._local_exec import run_command
-from ._local_process import PipeProcess, _killpg, spawn_local
+from hermes_core.sandbox import (
+    TIMEOUT_EXIT_CODE,
+    Capabilities,
+    Command,
+    ExecResult,
+    PipeProcess,
+    Process,
+    Sandbox,
+    killpg,
+    run_subprocess,
+    spawn_subprocess,
+)
 
 #: Host variables a local sandbox inherits. Everything else (API keys, tokens) stays out
 #: unless named in ``pass_env`` or given in ``env``.
@@ -102,7 +110,7 @@ class LocalSandbox(Sandbox):
     ) -> ExecResult:
         self._check_open()
         try:
-            code, data, timed_out = await run_command(
+            code, data, timed_out = await run_subprocess(
                 self.argv(command), cwd=self._cwd(cwd), env=self._env_for(env), stdin=stdin,
                 timeout=timeout, track=self._pgids,
             )
@@ -123,7 +131,7 @@ class LocalSandbox(Sandbox):
         env: Mapping[str, str] | None = None,
     ) -> Process:
         self._check_open()
-        proc = await spawn_local(self.argv(command), pty=pty, cwd=self._cwd(cwd), env=self._env_for(env))
+        proc = await spawn_subprocess(self.argv(command), pty=pty, cwd=self._cwd(cwd), env=self._env_for(env))
         self._pgids.add(proc.pid)
         return proc
 
@@ -151,7 +159,7 @@ class LocalSandbox(Sandbox):
 
     async def _close(self) -> None:
         for pgid in self._pgids:
-            _killpg(pgid, signal.SIGKILL)
+            killpg(pgid, signal.SIGKILL)
         self._pgids.clear()
         if self.root is not None:
             # Anything that escaped its process group (setsid, double fork) still carries the
@@ -225,7 +233,7 @@ def kill_marked(sandbox_ids: set[str]) -> dict[str, int]:
             continue
         found[sid] = found.get(sid, 0) + 1
         try:
-            _killpg(os.getpgid(pid), signal.SIGKILL)
+            killpg(os.getpgid(pid), signal.SIGKILL)
         except ProcessLookupError:
             continue
         try:

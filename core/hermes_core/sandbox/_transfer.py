@@ -15,12 +15,10 @@ import os
 import tarfile
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from .errors import TransferError
+from ..errors import TransferError
+from ._types import Spawner
 
-if TYPE_CHECKING:
-    from .sandbox import Sandbox
 
 CHUNK = 1 << 20
 
@@ -48,7 +46,7 @@ exec cat -- "$1"
 """
 
 
-async def _stream_in(sandbox: Sandbox, dest: str, chunks, digest: str) -> None:
+async def _stream_in(sandbox: Spawner, dest: str, chunks, digest: str) -> None:
     proc = await sandbox.spawn(["sh", "-c", _PUT, "sh", dest, digest])
     reader = asyncio.ensure_future(_drain(proc))  # read while writing: a full pipe must not stall
     code = await _feed(proc, chunks)
@@ -63,7 +61,7 @@ async def _feed(proc, chunks) -> int | None:
     If the remote side stops reading early (it failed), the write error is not the story:
     the exit code and the remote output are, so they are what the caller reports.
     """
-    from .errors import ProcessError
+    from ..errors import ProcessError
 
     try:
         try:
@@ -96,11 +94,11 @@ async def _aiter_file(path: Path):
             yield chunk
 
 
-async def write_bytes(sandbox: Sandbox, dest: str, data: bytes) -> None:
+async def write_bytes(sandbox: Spawner, dest: str, data: bytes) -> None:
     await _stream_in(sandbox, dest, _aiter_bytes(data), hashlib.sha256(data).hexdigest())
 
 
-async def put_file(sandbox: Sandbox, local: Path, dest: str) -> int:
+async def put_file(sandbox: Spawner, local: Path, dest: str) -> int:
     digest = await asyncio.to_thread(_sha256_file, local)
     await _stream_in(sandbox, dest, _aiter_file(local), digest)
     return local.stat().st_size
@@ -114,7 +112,7 @@ def _sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-async def _stream_out(sandbox: Sandbox, src: str, sink) -> int:
+async def _stream_out(sandbox: Spawner, src: str, sink) -> int:
     """Stream ``src`` into ``sink(bytes)``; verify size and sha256; return the size."""
     proc = await sandbox.spawn(["sh", "-c", _GET, "sh", src])
     try:
@@ -157,7 +155,7 @@ async def _stream_out(sandbox: Sandbox, src: str, sink) -> int:
     return got
 
 
-async def read_bytes(sandbox: Sandbox, src: str) -> bytes:
+async def read_bytes(sandbox: Spawner, src: str) -> bytes:
     parts: list[bytes] = []
 
     async def sink(b: bytes) -> None:
@@ -167,7 +165,7 @@ async def read_bytes(sandbox: Sandbox, src: str) -> bytes:
     return b"".join(parts)
 
 
-async def get_file(sandbox: Sandbox, src: str, local: Path) -> int:
+async def get_file(sandbox: Spawner, src: str, local: Path) -> int:
     local.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=local.parent, prefix=".hermes-part-")
     try:
@@ -208,7 +206,7 @@ def tar_dir(local: Path, out, *, filter=None) -> list[str]:
     return names
 
 
-async def put_dir(sandbox: Sandbox, local: Path, dest: str) -> list[str]:
+async def put_dir(sandbox: Spawner, local: Path, dest: str) -> list[str]:
     if not local.is_dir():
         raise NotADirectoryError(f"not a directory on the host: {str(local)!r}")
     with tempfile.TemporaryFile() as spool:
@@ -260,7 +258,7 @@ def extract_tar(fileobj, local: Path) -> list[str]:
     return names
 
 
-async def get_dir(sandbox: Sandbox, src: str, local: Path) -> list[str]:
+async def get_dir(sandbox: Spawner, src: str, local: Path) -> list[str]:
     proc = await sandbox.spawn(["sh", "-c", 'cd -- "$1" && exec tar -c -f - . 2>/dev/null', "sh", src])
     with tempfile.TemporaryFile() as spool:
         try:

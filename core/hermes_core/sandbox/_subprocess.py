@@ -7,18 +7,18 @@ import os
 import signal
 from collections.abc import Mapping, Sequence
 
-from hermes_core.errors import ProcessError
-from hermes_core.sandbox import Process
+from ..errors import ProcessError
+from ._types import Process
 
 
-def _code(status: int | None) -> int | None:
+def exit_code(status: int | None) -> int | None:
     """asyncio reports death by signal N as -N; shells (and users) expect 128+N."""
     if status is None:
         return None
     return 128 - status if status < 0 else status
 
 
-def _killpg(pgid: int, sig: int) -> None:
+def killpg(pgid: int, sig: int) -> None:
     try:
         os.killpg(pgid, sig)
     except (ProcessLookupError, PermissionError):
@@ -74,17 +74,17 @@ class PipeProcess(Process):
     async def wait(self, timeout: float | None = None) -> int | None:
         try:
             async with asyncio.timeout(timeout):
-                return _code(await asyncio.shield(self._proc.wait()))
+                return exit_code(await asyncio.shield(self._proc.wait()))
         except TimeoutError:
             return None
 
     @property
     def returncode(self) -> int | None:
-        return _code(self._proc.returncode)
+        return exit_code(self._proc.returncode)
 
     async def signal(self, sig: int) -> None:
         # The group outlives its leader while children remain, so signal it regardless.
-        _killpg(self.pid, sig)
+        killpg(self.pid, sig)
 
 
 class PtyProcess(Process):
@@ -191,20 +191,20 @@ class PtyProcess(Process):
 
     @property
     def returncode(self) -> int | None:
-        return _code(self._status)
+        return exit_code(self._status)
 
     async def signal(self, sig: int) -> None:
-        _killpg(self.pid, sig)
+        killpg(self.pid, sig)
 
     def __del__(self) -> None:
         self._close_fd()
 
 
-async def spawn_local(
+async def spawn_subprocess(
     argv: Sequence[str], *, pty: bool, cwd: str, env: Mapping[str, str]
 ) -> Process:
     cls = PtyProcess if pty else PipeProcess
     return await cls.start(argv, cwd=cwd, env=env)
 
 
-__all__ = ["PipeProcess", "PtyProcess", "spawn_local", "signal"]
+__all__ = ["PipeProcess", "PtyProcess", "spawn_subprocess", "killpg", "exit_code"]

@@ -1,4 +1,4 @@
-"""One-shot commands for the local backend, without asyncio's subprocess machinery.
+"""One-shot commands in a local subprocess (the local backend, and launcher-based backends), without asyncio's subprocess machinery.
 
 ``asyncio.create_subprocess_exec`` adds a transport, stream readers and (on 3.11) a watcher
 thread per child. Here a child is a plain ``Popen`` whose output pipe and pidfd are watched by the
@@ -13,15 +13,13 @@ import signal
 import subprocess
 from collections.abc import Mapping, Sequence
 
-
-def _killpg(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
+from ._subprocess import exit_code, killpg
 
 
-async def run_command(
+__all__ = ["run_subprocess"]
+
+
+async def run_subprocess(
     argv: Sequence[str],
     *,
     cwd: str,
@@ -90,10 +88,10 @@ async def run_command(
             timed_out = True
     finally:
         if not exited.done():
-            _killpg(proc.pid, signal.SIGKILL)
+            killpg(proc.pid, signal.SIGKILL)
             await asyncio.shield(exited)
         if timed_out:
-            _killpg(proc.pid, signal.SIGKILL)
+            killpg(proc.pid, signal.SIGKILL)
         if not eof.done():
             on_readable()  # usually the rest of the output and EOF are already in the pipe
         while not eof.done() and not eof.cancelled():
@@ -116,7 +114,7 @@ async def run_command(
         code = proc.wait()
         if track is not None:
             track.discard(proc.pid)
-    return (128 - code if code < 0 else code), bytes(out), timed_out
+    return exit_code(code), bytes(out), timed_out
 
 
 async def _feed(loop: asyncio.AbstractEventLoop, proc: subprocess.Popen, data: bytes) -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hermes_core.errors import TransferError
-from hermes_core.transfer import tar_dir
+from hermes_core.sandbox import tar_dir
 
 from ._engine import ContainerGoneError
 
@@ -101,6 +101,9 @@ class Archive:
         try:
             chunks, _ = self.api.get_archive(self.container, path)
         except docker.errors.APIError as e:
+            # A container being removed answers with engine internals ("RWLayer ... is
+            # unexpectedly nil"): say that it is gone when it is, whatever the message.
+            self._container_exists()
             raise _path_error(e, path) from None
         for _ in chunks:  # it worked after all: drain and close the response
             pass

@@ -12,13 +12,10 @@ from __future__ import annotations
 import asyncio
 import re
 import secrets
-from typing import TYPE_CHECKING
 
-from .errors import SandboxError
-from .sandbox import TIMEOUT_EXIT_CODE, ExecResult, Process
+from ..errors import SandboxError
+from ._types import TIMEOUT_EXIT_CODE, ExecResult, Process, Spawner
 
-if TYPE_CHECKING:
-    from .sandbox import Sandbox
 
 __all__ = ["ShellSession", "OutputBuffer"]
 
@@ -64,7 +61,7 @@ class OutputBuffer:
 class ShellSession:
     """A persistent ``bash`` inside one sandbox (see module docstring)."""
 
-    def __init__(self, sandbox: Sandbox, *, kill_grace: float = 2.0):
+    def __init__(self, sandbox: Spawner, *, kill_grace: float = 2.0):
         self.sandbox = sandbox
         self.kill_grace = kill_grace
         self.proc: Process | None = None

@@ -12,133 +12,16 @@ from __future__ import annotations
 import abc
 import asyncio
 import posixpath
-import signal
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from .errors import SandboxClosedError, SandboxError
+from ..errors import SandboxClosedError, SandboxError
+from . import _transfer
+from ._shell import ShellSession
+from ._types import TIMEOUT_EXIT_CODE, Capabilities, Command, ExecResult, Process
 
-__all__ = ["ExecResult", "Capabilities", "Process", "Sandbox", "Command", "TIMEOUT_EXIT_CODE"]
-
-#: Exit code reported for a command that hit its timeout (as coreutils ``timeout`` does).
-TIMEOUT_EXIT_CODE = 124
-
-#: A command: a shell string (run by the sandbox's shell) or an argv list (run directly).
-Command = str | Sequence[str]
-
-
-@dataclass(frozen=True)
-class ExecResult:
-    """What a finished command left behind.
-
-    Attributes:
-        exit_code: the process exit code; ``124`` on timeout; ``128+N`` when killed by signal N.
-        output: stdout and stderr interleaved, decoded as UTF-8 (invalid bytes replaced).
-        timed_out: the command was killed because it hit its timeout.
-    """
-
-    exit_code: int
-    output: str
-    timed_out: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        """The ``{"exit_code", "output"}`` shape of the hermes verifier API."""
-        return {"exit_code": self.exit_code, "output": self.output}
-
-
-@dataclass(frozen=True)
-class Capabilities:
-    """What a backend can do; the conformance suite skips groups a backend does not claim.
-
-    Attributes:
-        pty: ``spawn(..., pty=True)`` works.
-        native_files: files move through a native channel (not the exec fallback).
-        permissions: ``put_dir``/``get_dir`` preserve file modes.
-        symlinks: ``put_dir``/``get_dir`` preserve symlinks.
-        snapshots: the sandbox can be snapshotted.
-        network_policy: network access can be switched off per sandbox.
-        persistent_shell: the stateful shell keeps ``cd``/``export`` between calls.
-        isolated_filesystem: one sandbox cannot reach another's files even by absolute path.
-        isolated_processes: one sandbox cannot see or signal another's processes.
-        host_processes: sandbox processes are processes of this host (same pid namespace), so
-            background jobs can outlive the driver and be recovered after a crash.
-    """
-
-    pty: bool = False
-    native_files: bool = False
-    permissions: bool = True
-    symlinks: bool = True
-    snapshots: bool = False
-    network_policy: bool = False
-    persistent_shell: bool = True
-    isolated_filesystem: bool = False
-    isolated_processes: bool = False
-    host_processes: bool = False
-
-    def to_dict(self) -> dict[str, bool]:
-        return asdict(self)
-
-
-class Process(abc.ABC):
-    """A background process inside a sandbox.
-
-    Output (stdout and stderr merged, or the PTY stream) is read incrementally with :meth:`read`.
-    Signals go to the process's whole process group.
-    """
-
-    #: The process id inside the sandbox (``None`` when the backend cannot tell).
-    pid: int | None = None
-    #: Whether the process runs on a pseudo-terminal.
-    pty: bool = False
-
-    @abc.abstractmethod
-    async def read(self, max_bytes: int = 65536) -> bytes:
-        """Wait for output and return up to ``max_bytes`` of it; ``b""`` means end of output."""
-
-    @abc.abstractmethod
-    async def write(self, data: bytes) -> None:
-        """Write to the process's stdin (or PTY).
-
-        Raises:
-            ProcessError: stdin is closed or the process has ended.
-        """
-
-    @abc.abstractmethod
-    async def close_stdin(self) -> None:
-        """Close stdin (send EOF in PTY mode)."""
-
-    @abc.abstractmethod
-    async def wait(self, timeout: float | None = None) -> int | None:
-        """Wait for exit; return the exit code, or ``None`` if ``timeout`` passed first."""
-
-    @property
-    @abc.abstractmethod
-    def returncode(self) -> int | None:
-        """The exit code once the process has ended (``128+N`` for signal N), else ``None``."""
-
-    @abc.abstractmethod
-    async def signal(self, sig: int) -> None:
-        """Send ``sig`` to the whole process group. A no-op once the process has ended."""
-
-    async def kill(self, grace: float = 0.5) -> int:
-        """Terminate the process group: SIGTERM, then SIGKILL after ``grace`` seconds.
-
-        Returns:
-            The exit code.
-        """
-        if self.returncode is None:
-            await self.signal(signal.SIGTERM)
-            code = await self.wait(grace)
-            if code is not None:
-                return code
-            await self.signal(signal.SIGKILL)
-        code = await self.wait(5.0)
-        if code is None:
-            raise SandboxError(f"process {self.pid} did not die after SIGKILL")
-        return code
-
+__all__ = ["Sandbox"]
 
 class Sandbox(abc.ABC):
     """One isolated place where a rollout's commands run.
@@ -274,8 +157,6 @@ class Sandbox(abc.ABC):
         """
         self._check_open()
         if self._shell is None:
-            from ._shell import ShellSession
-
             self._shell = ShellSession(self)
         return await self._shell.run(command, timeout=timeout)
 
@@ -294,8 +175,6 @@ class Sandbox(abc.ABC):
         Raises:
             TransferError: the bytes did not arrive intact.
         """
-        from . import transfer as _transfer
-
         await _transfer.write_bytes(self, self.path(path), data)
 
     async def read_bytes(self, path: str) -> bytes:
@@ -305,32 +184,22 @@ class Sandbox(abc.ABC):
             FileNotFoundError: no such file.
             TransferError: the bytes could not be read intact.
         """
-        from . import transfer as _transfer
-
         return await _transfer.read_bytes(self, self.path(path))
 
     async def put_file(self, local_path: str | Path, remote_path: str) -> int:
         """Stream a host file into the sandbox; returns the number of bytes written."""
-        from . import transfer as _transfer
-
         return await _transfer.put_file(self, Path(local_path), self.path(remote_path))
 
     async def get_file(self, remote_path: str, local_path: str | Path) -> int:
         """Stream a sandbox file to the host; returns the number of bytes written."""
-        from . import transfer as _transfer
-
         return await _transfer.get_file(self, self.path(remote_path), Path(local_path))
 
     async def put_dir(self, local_dir: str | Path, remote_dir: str) -> list[str]:
         """Copy a host directory tree into the sandbox (tar); returns the relative paths."""
-        from . import transfer as _transfer
-
         return await _transfer.put_dir(self, Path(local_dir), self.path(remote_dir))
 
     async def get_dir(self, remote_dir: str, local_dir: str | Path) -> list[str]:
         """Copy a sandbox directory tree to the host (tar); returns the relative paths."""
-        from . import transfer as _transfer
-
         return await _transfer.get_dir(self, self.path(remote_dir), Path(local_dir))
 
     def describe(self) -> dict[str, Any]:

@@ -1,0 +1,37 @@
+"""The backend author's package: everything a sandbox backend needs, in one public place.
+
+A backend subclasses :class:`Sandbox` and implements ``_start``, ``_close``, ``exec`` and
+``spawn``; the stateful shell (:class:`ShellSession`) and the file channel (streamed through one
+command's stdin/stdout, sha256-checked) work on top of those, and a backend overrides the file
+methods with its native channel where it has one. Backends that run a local subprocess (a
+launcher such as ``nsenter``, ``chroot``, ``ssh`` or a container CLI) get ready :class:`Process`
+implementations: :class:`PipeProcess` and :class:`PtyProcess`, both signalling the whole process
+group, so a signal reaches the command behind the launcher. See ``docs/backends.md``.
+"""
+
+from ._contract import Sandbox
+from ._oneshot import run_subprocess
+from ._shell import OutputBuffer, ShellSession
+from ._subprocess import PipeProcess, PtyProcess, exit_code, killpg, spawn_subprocess
+from ._transfer import extract_tar, tar_dir
+from ._types import TIMEOUT_EXIT_CODE, Capabilities, Command, ExecResult, Process, Spawner
+
+__all__ = [
+    "TIMEOUT_EXIT_CODE",
+    "Capabilities",
+    "Command",
+    "ExecResult",
+    "OutputBuffer",
+    "PipeProcess",
+    "Process",
+    "PtyProcess",
+    "Sandbox",
+    "ShellSession",
+    "Spawner",
+    "exit_code",
+    "extract_tar",
+    "killpg",
+    "run_subprocess",
+    "spawn_subprocess",
+    "tar_dir",
+]

@@ -26,6 +26,7 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("toolsets", "hermes_plugins.toolsets"),
     ("agents", "hermes_plugins.agents"),
     ("terminal-test", "hermes_plugins.terminal_test"),
+    ("tool-call-parsers", "hermes_plugins.tool_call_parsers"),
 )
 
 

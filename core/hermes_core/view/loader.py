@@ -205,6 +205,11 @@ class Run:
 
     # ------------------------------------------------------------------ trajectories
 
+    @property
+    def scanned_bytes(self) -> int:
+        """How far into ``trajectories.jsonl`` the offset scan has read (0 until a trajectory is asked for)."""
+        return self._scan_pos
+
     def trajectory(self, n: int) -> dict[str, Any] | None:
         """The trajectory line of the ``n``-th record, read by byte offset; ``None`` if absent."""
         rec = self.record(n)

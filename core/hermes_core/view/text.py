@@ -90,8 +90,8 @@ def print_rollout(run: Run, n: int, *, file: IO[str] | None = None, width: int |
         console.print(Text(head, style="bold red" if m.is_error else role_style.get(m.role, "bold")))
         if m.reasoning is not None:
             r = m.reasoning
-            body = r.text if full or len(r.text) <= 3000 else f"{r.text[:3000]}… [{human_size(r.size)} of reasoning]"
-            console.print(Panel(Text(body, style="italic"), title=f"reasoning · {human_size(r.size)}",
+            body = r.text if full or len(r.text) <= 3000 else f"{r.text[:3000]}… [{human_size(r.size, 'chars')} of reasoning]"
+            console.print(Panel(Text(body, style="italic"), title=f"reasoning · {human_size(r.size, 'chars')}",
                                 title_align="left", border_style="magenta", expand=True))
         for b in m.blocks:
             block(b)

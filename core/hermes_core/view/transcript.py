@@ -24,18 +24,22 @@ FOLD_LINES = 30
 SHOW_CHARS = 100_000
 #: String fields of a tool result shown as text blocks rather than inside the JSON.
 _TEXT_MIN = 60
+#: Fields always shown as text when they hold a string (commands, code, file content, output).
+_TEXT_KEYS = frozenset({"command", "code", "script", "content", "patch", "output", "stdout", "stderr", "text", "cmd"})
 _THINK = re.compile(r"^\s*<think>(.*?)</think>\s*", re.S)
 _IMAGE_URL = re.compile(r"^data:image/(png|jpeg|gif|webp);base64,[A-Za-z0-9+/=]")
 
 
-def human_size(n: int) -> str:
-    """``1234`` → ``"1.2 KB"`` (bytes or characters)."""
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
-            return f"{int(size)} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+def human_size(n: int, unit: str = "B") -> str:
+    """``1234`` → ``"1.2 KB"``; with ``unit="chars"``: ``"1.2 K chars"``."""
+    if n < 1000:
+        return f"{n} {unit}"
+    size = n / 1000
+    for prefix in ("K", "M", "G"):
+        if size < 1000 or prefix == "G":
+            return f"{size:.1f} {prefix}B" if unit == "B" else f"{size:.1f} {prefix} {unit}"
         size /= 1000
-    return f"{n} B"  # pragma: no cover
+    return f"{n} {unit}"  # pragma: no cover
 
 
 @dataclass
@@ -60,7 +64,7 @@ class Block:
     def summary(self) -> str:
         unit = "lines" if self.lines != 1 else "line"
         what = self.label or {"json": "JSON", "image": "image"}.get(self.kind, "text")
-        return f"{what} · {human_size(self.size)} · {self.lines} {unit}"
+        return f"{what} · {human_size(self.size, 'chars')} · {self.lines} {unit}"
 
 
 @dataclass
@@ -157,8 +161,10 @@ def _decode_object(data: dict[str, Any]) -> tuple[list[Block], bool, int | None]
             continue
         if _image(v):
             texts.append(Block("image", v, label=k, size=len(v)))
-        elif isinstance(v, str) and ("\n" in v or len(v) >= _TEXT_MIN):
+        elif isinstance(v, str) and ("\n" in v or len(v) >= _TEXT_MIN or (k in _TEXT_KEYS and v)):
             texts.append(_text_block(v, label=k))
+        elif k == "exit_code" and exit_code is not None:
+            continue  # shown in the message header
         else:
             rest[k] = v
     if rest:

@@ -3,7 +3,7 @@ parsers live in :mod:`hermes_plugins.parsers` and load on first use)."""
 
 from __future__ import annotations
 
-from hermes_core import ToolCallParserRegistry, hookimpl
+from hermes_core import AgentRegistry, ToolCallParserRegistry, hookimpl
 
 # name → "module:attr" of the parser instance; kept here (not imported from the parsers
 # package) so registering imports nothing.
@@ -26,3 +26,14 @@ def hermes_register_tool_call_parsers(registry: ToolCallParserRegistry) -> None:
     """Register the built-in tool-call parsers as lazy ``"module:attr"`` references."""
     for name, (ref, description) in _PARSERS.items():
         registry.register(name, f"hermes_plugins.parsers.{ref}", description=description)
+
+
+@hookimpl
+def hermes_register_agents(registry: AgentRegistry) -> None:
+    """Register ``openai-completions``: token-exact rollouts over a raw-completions server."""
+    registry.register(
+        "openai-completions",
+        "hermes_plugins.parsers._completions:completions_factory",
+        description="token-exact loop over a vLLM/SGLang completions endpoint: chat template + tool-call parser "
+        "client-side; tokens, masks and logprobs in the result",
+    )

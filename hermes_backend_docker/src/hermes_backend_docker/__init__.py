@@ -7,22 +7,26 @@ made, and the ``docker`` SDK when it starts.
 
 from __future__ import annotations
 
-from typing import Any
-
-from hermes_core import hookimpl
+from hermes_core import BackendRegistry, hookimpl, lazy_exports
 
 __version__ = "0.1.0"
 
-_EXPORTS = {
-    "DockerSandbox": "_backend", "sweep": "_backend",
-    "ContainerGoneError": "_engine", "EngineUnavailableError": "_engine", "ImageNotFoundError": "_engine",
-    "DockerOptions": "_options",
-    "DockerProcess": "_process",
-}
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "DockerSandbox": "._backend", "sweep": "._backend",
+        "ContainerGoneError": "._engine", "EngineUnavailableError": "._engine", "ImageNotFoundError": "._engine",
+        "DockerOptions": "._options", "BuildOptions": "._options",
+        "ImageBuildError": "._build", "sweep_images": "._build", "cache_key": "._build",
+        "map_image": "._build", "map_from_lines": "._build",
+        "DockerProcess": "._process",
+    },
+    globals(),
+)
 
 
 @hookimpl
-def hermes_register_backends(registry: Any) -> None:
+def hermes_register_backends(registry: BackendRegistry) -> None:
     """Register the ``docker`` backend."""
     registry.register(
         "docker",
@@ -33,17 +37,14 @@ def hermes_register_backends(registry: Any) -> None:
     )
 
 
-def __getattr__(name: str) -> Any:
-    mod = _EXPORTS.get(name)
-    if mod is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(f"{__name__}.{mod}"), name)
-
-
 __all__ = [
+    "BuildOptions",
     "ContainerGoneError",
+    "ImageBuildError",
+    "cache_key",
+    "map_from_lines",
+    "map_image",
+    "sweep_images",
     "DockerOptions",
     "DockerProcess",
     "DockerSandbox",

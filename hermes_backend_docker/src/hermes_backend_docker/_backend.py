@@ -14,8 +14,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from hermes_core.errors import SandboxError
-from hermes_core.sandbox import TIMEOUT_EXIT_CODE, Capabilities, Command, ExecResult, Process, Sandbox
+from hermes_core.sandbox import (
+    TIMEOUT_EXIT_CODE,
+    Capabilities,
+    Command,
+    ExecResult,
+    Process,
+    Sandbox,
+)
 
+from ._build import build_image, map_image
 from ._engine import (
     ContainerGoneError,
     ImageNotFoundError,
@@ -71,6 +79,13 @@ class DockerSandbox(Sandbox):
         self._creating: asyncio.Future[None] | None = None
         self._processes: set[DockerProcess] = set()
         self._background: set[asyncio.Future[Any]] = set()
+        #: The image the container runs: ``image`` after the image map, or the built image.
+        self.image: str = map_image(self.opts.image, self.opts.image_map)
+        #: Whether starting this sandbox built its image (False: it existed, or was not built).
+        self.built_image = False
+        #: Published ports: container port -> ``(host ip, host port)`` (option ``ports``).
+        self.ports: dict[int, tuple[str, int]] = {}
+        self._workdir = self.opts.workdir or "/"
 
     @property
     def opts(self) -> DockerOptions:
@@ -78,13 +93,35 @@ class DockerSandbox(Sandbox):
 
     @property
     def workdir(self) -> str:
-        return self.opts.workdir
+        return self._workdir
+
+    def url(self, port: int, scheme: str = "http") -> str:
+        """``http://127.0.0.1:<host port>`` of a published container port (option ``ports``).
+
+        Raises:
+            KeyError: ``port`` was not published.
+        """
+        if port not in self.ports:
+            raise KeyError(f"container port {port} is not published; published: {sorted(self.ports) or 'none'} (option ports)")
+        host, host_port = self.ports[port]
+        return f"{scheme}://{host}:{host_port}"
 
     # ------------------------------------------------------------------ lifecycle
 
     async def _start(self) -> None:
         self._api = await in_thread(connect, self.opts.docker_host)
-        await self._call(self._ensure_image, what="preparing the image")
+        if self.opts.build is not None:
+            self.image, self.built_image = await self._call_future(
+                in_thread(partial(
+                    build_image, self._api, self.opts.build, self.opts.image_map,
+                    labels=dict(self.opts.labels), docker_host=self.opts.docker_host,
+                )),
+                what="building the image",
+            )
+        else:
+            await self._call(self._ensure_image, what="preparing the image")
+        if self.opts.workdir is None:
+            self._workdir = await self._call(self._image_workdir, what="inspecting the image")
         # Shielded: if start() is cancelled the thread still finishes, and _close waits for it
         # so that a container created at the last moment is removed too.
         self._creating = in_thread(self._create)
@@ -98,7 +135,7 @@ class DockerSandbox(Sandbox):
         import docker.errors
         from docker.utils import parse_repository_tag
 
-        api, image, policy = self._api, self.opts.image, self.opts.pull
+        api, image, policy = self._api, self.image, self.opts.pull
         assert api is not None
         if policy != "always":
             try:
@@ -124,6 +161,10 @@ class DockerSandbox(Sandbox):
                 "it locally (docker build / docker load / docker import) or check the image name."
             ) from None
 
+    def _image_workdir(self) -> str:
+        assert self._api is not None
+        return (self._api.inspect_image(self.image).get("Config") or {}).get("WorkingDir") or "/"
+
     def _create(self) -> None:
         api, o = self._api, self.opts
         assert api is not None
@@ -145,29 +186,35 @@ class DockerSandbox(Sandbox):
             nano_cpus=int(o.cpus * 1e9) if o.cpus else None,
             pids_limit=o.pids_limit,
             binds=list(o.volumes) or None,
+            storage_opt={"size": o.storage} if o.storage else None,
+            # Loopback only, host port picked by the engine: nothing is reachable from outside.
+            port_bindings={p: ("127.0.0.1",) for p in o.ports} or None,
         )
         lifetime = str(_FOREVER if o.max_lifetime is None else max(1, math.ceil(o.max_lifetime)))
         created = api.create_container(
-            o.image,
+            self.image,
             command=[lifetime],
             entrypoint=["sleep"],  # the image's own entrypoint would get "sleep"'s argument
             name=self.container_name,
             labels=labels,
             environment=env,
-            working_dir=o.workdir,
+            working_dir=self._workdir,
             user=o.user,
             host_config=host_config,
+            ports=list(o.ports) or None,
             detach=True,
         )
         self.container_id = created["Id"]
         api.start(self.container_id)
+        if o.ports:
+            self.ports = _published(api.inspect_container(self.container_id), o.ports)
 
     def _prepare_user(self) -> None:
         """Give the working directory to the sandbox's user and learn its uid/gid for uploads."""
         api = self._api
         assert api is not None and self.opts.user is not None
         run = _run_blocking(api, self._cid)
-        run(["chown", self.opts.user, self.opts.workdir], "root")
+        run(["chown", self.opts.user, self._workdir], "root")
         ids = run(["sh", "-c", "id -u; id -g"], None).split()
         owner = (int(ids[0]), int(ids[1])) if len(ids) == 2 and all(i.isdigit() for i in ids) else (0, 0)
         self._archive = Archive(api, self._cid, owner, self._mkdir)
@@ -198,7 +245,10 @@ class DockerSandbox(Sandbox):
 
     def describe(self) -> dict[str, Any]:
         info = super().describe()
-        info.update(container=self.container_name, container_id=self.container_id, image=self.opts.image)
+        info.update(
+            container=self.container_name, container_id=self.container_id, image=self.image,
+            built_image=self.built_image, ports={str(k): f"{h}:{p}" for k, (h, p) in self.ports.items()},
+        )
         return info
 
     # ------------------------------------------------------------------ plumbing
@@ -395,6 +445,19 @@ class DockerSandbox(Sandbox):
         return await self._call(
             self._archive.get_dir, self.path(remote_dir), Path(local_dir), what=f"downloading {remote_dir!r}"
         )
+
+
+def _published(info: Mapping[str, Any], ports: list[int]) -> dict[int, tuple[str, int]]:
+    bound = (info.get("NetworkSettings") or {}).get("Ports") or {}
+    out: dict[int, tuple[str, int]] = {}
+    for port in ports:
+        for b in bound.get(f"{port}/tcp") or []:
+            if b.get("HostIp") == "127.0.0.1" and b.get("HostPort"):
+                out[port] = ("127.0.0.1", int(b["HostPort"]))
+                break
+        else:
+            raise SandboxError(f"the engine did not publish container port {port} on 127.0.0.1: {bound.get(f'{port}/tcp')!r}")
+    return out
 
 
 def _run_blocking(api: Any, container: str) -> Callable[..., Any]:

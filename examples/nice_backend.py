@@ -1,6 +1,6 @@
 # my_backend.py -- pyproject.toml:  [project.entry-points.hermes]  nice = "my_backend"
 from pydantic import ConfigDict
-from hermes_core import hookimpl
+from hermes_core import BackendRegistry, hookimpl
 from hermes_plugins.local import LocalOptions, LocalSandbox
 
 class NiceOptions(LocalOptions):
@@ -15,6 +15,6 @@ class NiceSandbox(LocalSandbox):
         return ["nice", "-n", str(self.options.niceness), *super().argv(command)]
 
 @hookimpl
-def hermes_register_backends(registry):
+def hermes_register_backends(registry: BackendRegistry):
     registry.register("nice", lambda opts, *, sandbox_id, labels: NiceSandbox(opts, sandbox_id=sandbox_id, labels=labels),
                       options=NiceOptions, description="local sandboxes at low CPU priority")

@@ -16,8 +16,8 @@ import pytest
 from pydantic import BaseModel, ConfigDict
 
 from hermes_core import Runtime, ToolFailure, hookimpl
-from hermes_core.agent import OpenAIAgent, to_sharegpt
-from hermes_core.environment import TaskItem
+from hermes_core.rollout._agent import OpenAIAgent, to_sharegpt
+from hermes_core.rollout._environment import TaskItem
 
 # --------------------------------------------------------------------------- scripted server
 

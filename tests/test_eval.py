@@ -16,8 +16,8 @@ import pytest
 
 from hermes_core import Runtime, hookimpl
 from hermes_core.cli import main
-from hermes_core.environment import Environment, TaskItem
-from hermes_core.runner import Runner
+from hermes_core.rollout._environment import Environment, TaskItem
+from hermes_core.rollout._runner import Runner
 
 from tests.test_agent_loop import ScriptedServer, call, final, tools_msg
 
@@ -148,7 +148,7 @@ def make_probe_plugin(seen: dict[str, Any]):
 
     async def dispatch(item, result, ctx):
         if item.metadata["mode"] == "sync":
-            from hermes_core.environment import run_verifier
+            from hermes_core.rollout._environment import run_verifier
 
             outcome = await run_verifier(probe_sync, item, result, ctx)
             if outcome.error:
@@ -222,7 +222,7 @@ async def test_rollout_deadline_is_enforced(tmp_path):
 
 SLOW_PLUGIN = '''
 from hermes_core import hookimpl
-from hermes_core.environment import Environment, TaskItem
+from hermes_core.rollout._environment import Environment, TaskItem
 
 class SlowEnv(Environment):
     async def load_tasks(self):

@@ -8,7 +8,7 @@ import textwrap
 import pytest
 
 from hermes_core import DuplicateNameError, PluginError, Runtime, UnknownNameError, hookimpl, hookspecs
-from hermes_core._runtime import _HOOKS
+from hermes_core.runtime import _HOOKS
 
 
 def make_dist(root, dist: str, entry_points: dict[str, str], modules: dict[str, str]) -> None:
@@ -55,7 +55,7 @@ def test_entry_points_match_default_plugins():
     import tomllib
     from pathlib import Path
 
-    from hermes_core._plugins import DEFAULT_PLUGINS
+    from hermes_core.plugin._manager import DEFAULT_PLUGINS
 
     root = Path(__file__).resolve().parents[1]
     table = tomllib.loads((root / "pyproject.toml").read_text())["project"]["entry-points"]["hermes"]
@@ -207,7 +207,7 @@ def test_entry_point_scan_agrees_with_importlib_metadata(site):
     """The fast dist-info reader finds exactly what importlib.metadata finds."""
     from importlib import metadata
 
-    from hermes_core._entry_points import entry_points
+    from hermes_core.plugin._entry_points import entry_points
 
     make_dist(site, "hermes-backend-thirdparty", {"thirdparty": "hermes_tp_x", "other": "hermes_tp_y:obj"}, {})
     make_dist(site, "Hermes.Odd_Name", {"odd": "hermes_tp_odd"}, {})

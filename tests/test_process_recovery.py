@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from hermes_core import Runtime
-from hermes_core._process_state import kill_pids, stragglers
+from hermes_core.processes._state import kill_pids, stragglers
 from hermes_core.config import HermesConfig, ProcessConfig
 
 DRIVER = textwrap.dedent(

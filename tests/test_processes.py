@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from hermes_core import Runtime
-from hermes_core._process_state import MARKER, RingBuffer, stragglers
+from hermes_core.processes._state import MARKER, RingBuffer, stragglers
 from hermes_core.config import HermesConfig, ProcessConfig
 
 
@@ -520,7 +520,7 @@ def test_marker_env_reaches_the_process(tmp_path):
 
 
 def test_default_paths_honour_xdg(monkeypatch, tmp_path):
-    from hermes_core._processes import ProcessRegistry
+    from hermes_core.processes._registry import ProcessRegistry
 
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
     reg = ProcessRegistry(config=ProcessConfig())

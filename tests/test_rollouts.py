@@ -121,7 +121,7 @@ async def test_cancelled_shell_command_does_not_leak_into_the_next(tmp_path):
 async def test_many_sync_verifiers_at_once_do_not_deadlock(tmp_path):
     """Sync verifiers block on ToolContext calls that need worker threads themselves; a dozen
     at once must not starve asyncio's small default pool."""
-    from hermes_core.environment import TaskItem, run_verifier
+    from hermes_core.rollout._environment import TaskItem, run_verifier
 
     rt = Runtime()
 
@@ -139,7 +139,7 @@ async def test_many_sync_verifiers_at_once_do_not_deadlock(tmp_path):
 
 
 async def test_a_verifiers_own_timeout_error_is_not_called_a_deadline(tmp_path):
-    from hermes_core.environment import TaskItem, run_verifier
+    from hermes_core.rollout._environment import TaskItem, run_verifier
 
     async def verifier(item, result, ctx):
         raise TimeoutError("socket read timed out")

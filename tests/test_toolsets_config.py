@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hermes_core import ConfigError, HermesConfig, Runtime, ToolsetError, UnknownNameError, load_config
-from hermes_core._registry import ToolRegistry, ToolsetRegistry
-from hermes_core._toolsets import resolve_toolsets
+from hermes_core.plugin._registry import ToolRegistry, ToolsetRegistry
+from hermes_core.tools._toolsets import resolve_toolsets
 from pydantic import BaseModel
 
 

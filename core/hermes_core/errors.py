@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "HermesError",
     "PluginError",
@@ -13,6 +15,12 @@ __all__ = [
     "SandboxClosedError",
     "TransferError",
     "ProcessError",
+    "ProcessNotFoundError",
+    "ProcessForbiddenError",
+    "ProcessEndedError",
+    "ProcessLimitError",
+    "ToolFailure",
+    "SetupError",
 ]
 
 
@@ -57,3 +65,37 @@ class TransferError(SandboxError):
 
 class ProcessError(HermesError):
     """A background-process action was refused or failed."""
+
+
+class ProcessNotFoundError(ProcessError):
+    """No session has this id."""
+
+
+class ProcessForbiddenError(ProcessError):
+    """The session belongs to another rollout (task id)."""
+
+
+class ProcessEndedError(ProcessError):
+    """The action needs a running process (or open stdin) and the session has none."""
+
+
+class ProcessLimitError(ProcessError):
+    """A rollout already runs as many background processes as the config allows."""
+
+
+class ToolFailure(HermesError):
+    """Raise from a tool handler to return a structured error to the model.
+
+    Args:
+        message: what went wrong and, where possible, how to fix it.
+        kind: a short machine-readable category (``not_found``, ``invalid_arguments``, ...).
+    """
+
+    def __init__(self, message: str, kind: str = "tool_error", **details: Any):
+        super().__init__(message)
+        self.kind = kind
+        self.details = details
+
+
+class SetupError(HermesError):
+    """Preparing a task's sandbox failed (a file could not be written, the setup command failed)."""

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from ._registry import (
+    from .plugin._registry import (
         AgentRegistry,
         BackendRegistry,
         EnvironmentRegistry,

@@ -6,9 +6,8 @@ import difflib
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from hermes_core import ToolFailure
+from pydantic import BaseModel, ConfigDict, Field
 
 MAX_LINE_CHARS = 2000
 

@@ -16,8 +16,6 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from hermes_core.errors import SandboxError
 from hermes_core.sandbox import (
     TIMEOUT_EXIT_CODE,
@@ -31,6 +29,7 @@ from hermes_core.sandbox import (
     run_subprocess,
     spawn_subprocess,
 )
+from pydantic import BaseModel, ConfigDict, Field
 
 #: Host variables a local sandbox inherits. Everything else (API keys, tokens) stays out
 #: unless named in ``pass_env`` or given in ``env``.

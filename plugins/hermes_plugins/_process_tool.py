@@ -5,18 +5,21 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr
-
-from hermes_core._process_state import (
+from hermes_core.errors import (
     ProcessEndedError,
+    ProcessError,
     ProcessForbiddenError,
     ProcessLimitError,
     ProcessNotFoundError,
+    ToolFailure,
 )
-from hermes_core._tools import ToolFailure
-from hermes_core.errors import ProcessError
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
+
+if TYPE_CHECKING:
+    from hermes_core.processes import TaskProcesses
+    from hermes_core.tools import ToolContext
 
 _ACTIONS = ("list", "poll", "log", "wait", "kill", "write", "submit", "close")
 _MAX_LOG = 50_000
@@ -41,14 +44,14 @@ class ProcessArgs(BaseModel):
     limit: int | None = Field(None, ge=1, le=_MAX_LOG, description=f"log: bytes to return (default 10000, at most {_MAX_LOG}).")
 
 
-def _registry(ctx: Any) -> Any:
-    runtime = getattr(ctx, "runtime", None)
-    if runtime is None:
+def _processes(ctx: ToolContext) -> TaskProcesses:
+    procs = ctx.processes
+    if procs is None:
         raise ToolFailure(
             "background processes need a Runtime; this ToolContext was built without one",
             kind="unavailable",
         )
-    return runtime.processes
+    return procs
 
 
 def _failure(e: ProcessError) -> ToolFailure:
@@ -74,34 +77,32 @@ def check_timeout(value: Any) -> float:
     return float(value)
 
 
-async def process(args: ProcessArgs, ctx: Any) -> str:
-    reg = _registry(ctx)
-    task = ctx.task_id
+async def process(args: ProcessArgs, ctx: ToolContext) -> str:
+    procs = _processes(ctx)
     if args.action == "list":
-        await reg.recover()
-        return json.dumps({"sessions": reg.list(task)}, ensure_ascii=False)
+        return json.dumps({"sessions": await procs.list()}, ensure_ascii=False)
     if args.session_id is None:
         raise ToolFailure(f"action {args.action!r} needs a session_id; use action 'list' to see them", kind="invalid_arguments")
     sid = args.session_id
     try:
         if args.action == "poll":
-            out = await reg.poll(sid, task)
+            out = await procs.poll(sid)
         elif args.action == "log":
             limit = args.limit or 10_000
             offset = -limit if args.offset is None else args.offset
-            out = await reg.read_log(sid, task, offset=offset, limit=limit)
+            out = await procs.read_log(sid, offset=offset, limit=limit)
         elif args.action == "wait":
             timeout = check_timeout(60.0 if args.timeout is None else args.timeout)
-            out = await reg.wait(sid, timeout, task)
+            out = await procs.wait(sid, timeout)
         elif args.action == "kill":
-            out = await reg.kill(sid, task)
+            out = await procs.kill(sid)
         elif args.action in ("write", "submit"):
             if args.data is None and args.action == "write":
                 raise ToolFailure("action 'write' needs data (a string)", kind="invalid_arguments")
             data = (args.data or "") + ("\n" if args.action == "submit" else "")
-            out = await reg.write(sid, data, task)
+            out = await procs.write(sid, data)
         else:
-            out = await reg.close_stdin(sid, task)
+            out = await procs.close_stdin(sid)
     except ProcessError as e:
         raise _failure(e) from None
     return json.dumps(out, ensure_ascii=False)

@@ -6,10 +6,8 @@ import asyncio
 import posixpath
 import shlex
 
+from hermes_core.errors import ProcessError, ToolFailure
 from pydantic import BaseModel, ConfigDict, Field
-
-from hermes_core._tools import ToolFailure
-from hermes_core.errors import ProcessError
 
 
 class TerminalArgs(BaseModel):
@@ -62,12 +60,12 @@ async def _cwd(args: TerminalArgs, ctx) -> str | None:
 
 
 async def _background(args: TerminalArgs, ctx) -> dict:
-    runtime = getattr(ctx, "runtime", None)
-    if runtime is None:
+    procs = ctx.processes
+    if procs is None:
         raise ToolFailure("background processes need a Runtime; this ToolContext was built without one", kind="unavailable")
     try:
-        s = await runtime.processes.spawn(
-            ctx.sandbox, args.command, task_id=ctx.task_id, pty=args.pty,
+        s = await procs.spawn(
+            ctx.sandbox, args.command, pty=args.pty,
             cwd=await _cwd(args, ctx), check_interval=args.check_interval,
         )
     except ProcessError as e:

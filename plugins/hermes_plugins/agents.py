@@ -4,11 +4,11 @@ benchmark harnesses validate their tasks)."""
 
 from __future__ import annotations
 
-from hermes_core import hookimpl
+from hermes_core import AgentRegistry, hookimpl
 
 
 @hookimpl
-def hermes_register_agents(registry) -> None:
+def hermes_register_agents(registry: AgentRegistry) -> None:
     registry.register(
         "openai",
         "hermes_plugins._agents:openai_factory",

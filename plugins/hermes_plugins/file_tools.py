@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hermes_core import hookimpl
+from hermes_core import ToolRegistry, hookimpl
 
 _IMPL = "hermes_plugins._file_tools"
 
@@ -18,6 +18,6 @@ _TOOLS = (
 
 
 @hookimpl
-def hermes_register_tools(registry) -> None:
+def hermes_register_tools(registry: ToolRegistry) -> None:
     for name, args, description in _TOOLS:
         registry.register(name, f"{_IMPL}:{name}", args=f"{_IMPL}:{args}", description=description)

@@ -9,13 +9,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from hermes_core import hookimpl
+from hermes_core import BackendRegistry, hookimpl, lazy_exports
 
 _IMPL = "hermes_plugins._local_backend"
 
 
 @hookimpl
-def hermes_register_backends(registry) -> None:
+def hermes_register_backends(registry: BackendRegistry) -> None:
     sweeper: list[Any] = []  # one per Runtime (this hook runs once for each), made on first use
 
     def factory(options: Any, *, sandbox_id: str, labels: Mapping[str, str]) -> Any:
@@ -34,15 +34,14 @@ def hermes_register_backends(registry) -> None:
     )
 
 
-_EXPORTS = ("LocalOptions", "LocalSandbox", "MarkedProcessSweeper", "PipeProcess", "kill_marked", "sweep", "sweep_marked", "MARKER", "INHERITED_ENV")
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        from . import _local_backend
-
-        return getattr(_local_backend, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {name: _IMPL for name in (
+        "LocalOptions", "LocalSandbox", "MarkedProcessSweeper", "kill_marked", "sweep", "sweep_marked",
+        "MARKER", "INHERITED_ENV",
+    )},
+    globals(),
+)
 
 
 __all__ = ["LocalOptions", "LocalSandbox", "MarkedProcessSweeper", "kill_marked", "sweep", "sweep_marked"]

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from hermes_core import hookimpl
+from hermes_core import ToolRegistry, hookimpl
 
 
 @hookimpl
-def hermes_register_tools(registry) -> None:
+def hermes_register_tools(registry: ToolRegistry) -> None:
     registry.register(
         "process",
         "hermes_plugins._process_tool:process",

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from hermes_core import hookimpl
+from hermes_core import ToolsetRegistry, hookimpl
 
 
 @hookimpl
-def hermes_register_toolsets(registry) -> None:
+def hermes_register_toolsets(registry: ToolsetRegistry) -> None:
     registry.register("terminal", tools=["terminal", "process"], description="the stateful terminal and its background processes")
     registry.register(
         "file",

@@ -14,7 +14,14 @@ from ._oneshot import run_subprocess
 from ._shell import OutputBuffer, ShellSession
 from ._subprocess import PipeProcess, PtyProcess, exit_code, killpg, spawn_subprocess
 from ._transfer import extract_tar, tar_dir
-from ._types import TIMEOUT_EXIT_CODE, Capabilities, Command, ExecResult, Process, Spawner
+from ._types import (
+    TIMEOUT_EXIT_CODE,
+    Capabilities,
+    Command,
+    ExecResult,
+    Process,
+    Spawner,
+)
 
 __all__ = [
     "TIMEOUT_EXIT_CODE",

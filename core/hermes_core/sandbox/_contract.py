@@ -12,14 +12,14 @@ from __future__ import annotations
 import abc
 import asyncio
 import posixpath
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
 from ..errors import SandboxClosedError, SandboxError
 from . import _transfer
 from ._shell import ShellSession
-from ._types import TIMEOUT_EXIT_CODE, Capabilities, Command, ExecResult, Process
+from ._types import Capabilities, Command, ExecResult, Process
 
 __all__ = ["Sandbox"]
 
@@ -41,7 +41,7 @@ class Sandbox(abc.ABC):
         self.sandbox_id = sandbox_id
         self.labels = dict(labels or {})
         self._state = "new"  # new → started → closed
-        self._shell: Any = None  # hermes_core._shell.ShellSession, created on first use
+        self._shell: Any = None  # a ShellSession, created on first use
         self._closing: asyncio.Future[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle

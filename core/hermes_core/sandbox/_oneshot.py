@@ -15,7 +15,6 @@ from collections.abc import Mapping, Sequence
 
 from ._subprocess import exit_code, killpg
 
-
 __all__ = ["run_subprocess"]
 
 

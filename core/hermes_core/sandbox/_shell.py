@@ -16,7 +16,6 @@ import secrets
 from ..errors import SandboxError
 from ._types import TIMEOUT_EXIT_CODE, ExecResult, Process, Spawner
 
-
 __all__ = ["ShellSession", "OutputBuffer"]
 
 #: Kill the shell's children that were not background jobs before the command started.

@@ -19,7 +19,6 @@ from pathlib import Path
 from ..errors import TransferError
 from ._types import Spawner
 
-
 CHUNK = 1 << 20
 
 # $1 = destination, $2 = expected sha256. Writes to a temporary name, checks, then renames.

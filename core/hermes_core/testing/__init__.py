@@ -6,7 +6,7 @@ In your backend's ``tests/conftest.py``::
 
 and in a test module::
 
-    from hermes_core.testing import SandboxContract
+    from . import SandboxContract
 
     class TestMyBackend(SandboxContract):
         backend = "mybackend"

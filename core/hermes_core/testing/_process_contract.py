@@ -13,9 +13,9 @@ import time
 
 import pytest
 
-from .._processes import ProcessRegistry
-from .._process_state import ProcessForbiddenError, ProcessNotFoundError
 from ..config import ProcessConfig
+from ..processes._registry import ProcessRegistry
+from ..processes._state import ProcessForbiddenError, ProcessNotFoundError
 from ..sandbox import Process, Sandbox
 
 _MARK = "hermes-pcontract"

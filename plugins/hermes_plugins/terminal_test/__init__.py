@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from hermes_core import hookimpl
+from hermes_core import EnvironmentRegistry, VerifierRegistry, hookimpl, lazy_exports
 
 DEFAULT_CONFIG = Path(__file__).with_name("default.yaml")
 
@@ -23,7 +23,7 @@ async def verify(item: Any, result: Any, ctx: Any) -> float | dict[str, float]:
 
 
 @hookimpl
-def hermes_register_environments(registry) -> None:
+def hermes_register_environments(registry: EnvironmentRegistry) -> None:
     registry.register(
         "terminal-test",
         "hermes_plugins.terminal_test._env:TerminalTest",
@@ -33,16 +33,13 @@ def hermes_register_environments(registry) -> None:
 
 
 @hookimpl
-def hermes_register_verifiers(registry) -> None:
+def hermes_register_verifiers(registry: VerifierRegistry) -> None:
     registry.register("terminal-test", verify, description="checks the sandbox of a terminal-test task")
 
 
-def __getattr__(name: str) -> Any:
-    if name in ("TerminalTest", "TerminalTestConfig"):
-        from . import _env
-
-        return getattr(_env, name)
-    raise AttributeError(name)
+__getattr__, __dir__ = lazy_exports(
+    __name__, {"TerminalTest": "._env", "TerminalTestConfig": "._env"}, globals()
+)
 
 
 __all__ = ["TerminalTest", "TerminalTestConfig", "verify"]

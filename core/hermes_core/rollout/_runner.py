@@ -15,14 +15,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._agent import AgentResult, initial_messages, to_sharegpt
+from ._environment import (
+    Environment,
+    EnvironmentConfig,
+    SetupError,
+    TaskItem,
+    VerifierOutcome,
+    run_verifier,
+)
 from ._results import ResultsDir, passed, summarize
-from .agent import AgentResult, initial_messages, to_sharegpt
-from .environment import Environment, EnvironmentConfig, SetupError, TaskItem, VerifierOutcome, run_verifier
 
 if TYPE_CHECKING:
-    from ._runtime import Runtime
-    from .agent import Agent
-    from .context import ToolContext
+    from ..runtime import Runtime
+    from ..tools._context import ToolContext
+    from ._agent import Agent
 
 __all__ = ["Runner", "RunReport", "Rollout"]
 
@@ -64,7 +71,7 @@ class Runner:
 
     Args:
         runtime: provides backends, tools and sandboxes.
-        agent: an :class:`~hermes_core.agent.Agent`.
+        agent: an :class:`~hermes_core.rollout.Agent`.
         environment: supplies setup, config (turns, timeouts, toolsets) and the verifier.
             ``None`` runs bare prompts (``hermes batch``): no verifier, reward ``None``.
         config: turns, timeouts, system prompt and toolsets when there is no environment.

@@ -14,14 +14,13 @@ import asyncio
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from ._tools import ToolError, error_result
+from ..tools._dispatch import ToolError, error_result
+from ._task import STOP_REASONS, AgentResult, TaskItem
 
 if TYPE_CHECKING:
-    from .context import ToolContext
-    from .environment import TaskItem
+    from ..tools._context import ToolContext
 
 __all__ = [
     "Agent",
@@ -31,54 +30,6 @@ __all__ = [
     "to_sharegpt",
     "STOP_REASONS",
 ]
-
-#: Why a rollout's agent stopped.
-STOP_REASONS = ("final_answer", "length", "max_turns", "deadline", "api_error", "solution", "no_solution")
-
-
-@dataclass
-class AgentResult:
-    """What an agent did in one rollout.
-
-    Attributes:
-        messages: the conversation in OpenAI chat format (assistant messages keep
-            ``reasoning_content`` / ``reasoning`` when the server returned it).
-        turns: model calls made.
-        finished: the agent stopped by itself (a final answer), not by a limit or an error.
-        stop_reason: one of :data:`STOP_REASONS`.
-        tool_errors: every failed tool call, in order.
-        usage: summed token counts (``prompt_tokens``, ``completion_tokens``, ``total_tokens``).
-        error: why the rollout ended abnormally (API error, failed reference solution, ...).
-    """
-
-    messages: list[dict[str, Any]] = field(default_factory=list)
-    turns: int = 0
-    finished: bool = False
-    stop_reason: str = ""
-    tool_errors: list[ToolError] = field(default_factory=list)
-    usage: dict[str, int] = field(default_factory=dict)
-    error: str | None = None
-
-    @property
-    def final_answer(self) -> str | None:
-        """The last assistant message's text when the agent finished naturally."""
-        if not self.finished:
-            return None
-        for m in reversed(self.messages):
-            if m.get("role") == "assistant":
-                return m.get("content") or ""
-        return None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "turns": self.turns,
-            "finished": self.finished,
-            "stop_reason": self.stop_reason,
-            "tool_errors": [e.to_dict() for e in self.tool_errors],
-            "usage": dict(self.usage),
-            "error": self.error,
-        }
-
 
 @runtime_checkable
 class Agent(Protocol):

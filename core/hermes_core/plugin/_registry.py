@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from types import MappingProxyType
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Generic, TypeVar
 
-from .errors import DuplicateNameError, PluginError, UnknownNameError
+from ..errors import DuplicateNameError, PluginError, UnknownNameError
 
 __all__ = [
     "KNOWN_PACKAGES",
@@ -261,7 +261,7 @@ class EnvironmentSpec(_Lazy):
         """
         ref = self.default_config_ref
         if isinstance(ref, (str, Path)):
-            from .config import read_yaml_mapping
+            from ..config import read_yaml_mapping
 
             object.__setattr__(self, "default_config_ref", read_yaml_mapping(Path(ref)))
         return dict(self.default_config_ref)  # type: ignore[arg-type]

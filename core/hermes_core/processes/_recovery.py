@@ -9,19 +9,53 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from . import _process_checkpoint as ckpt
-from ._process_io import file_size, read_range
-from ._process_state import RingBuffer, Session, read_rc, same_process
+from ..config import ProcessConfig
+from . import _checkpoint as ckpt
+from ._io import file_size, read_range
+from ._state import RingBuffer, Session, boot_id, read_rc, same_process
 
 log = logging.getLogger("hermes.processes")
 
-_Base: Any = object
+class ProcessRecovery:
+    """Crash recovery for one :class:`~hermes_core.processes.ProcessRegistry`, which owns it.
 
+    Args:
+        config: the registry's settings (checkpoint on/off, recover on/off, buffer size).
+        checkpoint_path: the shared JSON checkpoint.
+        runtime_id: the owning runtime's id (its record in the checkpoint).
+        sessions: the registry's session table; adopted sessions are added to it.
+        emit: ``emit(session, kind)`` delivers an event.
+        save: schedules a checkpoint write.
+        finish: ``finish(session, exit_code)`` marks a session ended.
+    """
 
-class RecoveryMixin(_Base):
-    """The recovery half of :class:`~hermes_core._processes.ProcessRegistry`."""
+    def __init__(
+        self,
+        *,
+        config: ProcessConfig,
+        checkpoint_path: Path,
+        runtime_id: str,
+        sessions: dict[str, Session],
+        emit: Callable[[Session, str], None],
+        save: Callable[[], None],
+        finish: Callable[[Session, int | None], None],
+    ):
+        self.config = config
+        self.checkpoint_path = checkpoint_path
+        self.runtime_id = runtime_id
+        self._sessions = sessions
+        self._emit = emit
+        self._save = save
+        self._finish = finish
+        self._boot = boot_id()
+        #: This runtime's owner record in the checkpoint (set by :meth:`recover`).
+        self.owner: dict[str, Any] | None = None
+        self._recovered: list[Session] | None = None
+        self._recover_lock: asyncio.Lock | None = None
 
     async def recover(self) -> list[Session]:
         """Adopt the sessions of crashed drivers from the checkpoint (once; later calls return
@@ -34,11 +68,11 @@ class RecoveryMixin(_Base):
         async with self._recover_lock:
             if self._recovered is not None:
                 return self._recovered
-            self._owner = await asyncio.to_thread(ckpt.owner_record, self.runtime_id)
+            self.owner = await asyncio.to_thread(ckpt.owner_record, self.runtime_id)
             records: list[dict[str, Any]] = []
             if self.config.checkpoint and self.config.recover:
                 try:
-                    records = await asyncio.to_thread(ckpt.adopt_orphans, self.checkpoint_path, self._owner)
+                    records = await asyncio.to_thread(ckpt.adopt_orphans, self.checkpoint_path, self.owner)
                 except OSError as e:
                     log.warning("cannot read process checkpoint %s: %s", self.checkpoint_path, e)
             self._recovered = [self._adopt(r) for r in records if r["id"] not in self._sessions]
@@ -91,7 +125,7 @@ class RecoveryMixin(_Base):
         asyncio.get_running_loop().add_reader(fd, self._finish_recovered, s)
 
     def _finish_recovered(self, s: Session) -> None:
-        self._close_pidfd(s)
+        self.close_pidfd(s)
         if s.killing or not s.log_path:
             code = read_rc(s.rc_path)
             self._finish(s, 128 + signal.SIGTERM if code is None and s.killing else code)
@@ -109,10 +143,11 @@ class RecoveryMixin(_Base):
                 break
             size = now
             await asyncio.sleep(0.02)
-        await self._refresh(s)
+        await self.refresh(s)
         self._finish(s, read_rc(s.rc_path))
 
-    def _close_pidfd(self, s: Session) -> None:
+    def close_pidfd(self, s: Session) -> None:
+        """Stop watching a recovered process (its pidfd)."""
         if s.pidfd is not None:
             fd, s.pidfd = s.pidfd, None
             try:
@@ -121,7 +156,8 @@ class RecoveryMixin(_Base):
                 pass
             os.close(fd)
 
-    async def _kill_recovered(self, s: Session, grace: float) -> None:
+    async def kill(self, s: Session, grace: float) -> None:
+        """TERM, then KILL, a recovered process: only while it is verifiably the recorded one."""
         for sig in (signal.SIGTERM, signal.SIGKILL):
             # Only while the recorded leader is verifiably alive is its pid (= its group id) ours.
             if s.pidfd is not None and same_process(s.pid, s.start_ticks, s.boot_id, self._boot):
@@ -138,7 +174,7 @@ class RecoveryMixin(_Base):
                 continue
         self._finish_recovered(s)
 
-    async def _refresh(self, s: Session) -> None:
+    async def refresh(self, s: Session) -> None:
         """Read what a recovered process logged since last time (at most one buffer's worth)."""
         if not s.log_path:
             return

@@ -9,12 +9,13 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._registry import ToolSpec
-from ._tools import ToolError, dispatch, error_result
-from .sandbox import Sandbox
+from ..plugin._registry import ToolSpec
+from ..sandbox import Sandbox
+from ._dispatch import ToolError, dispatch, error_result
 
 if TYPE_CHECKING:
-    from ._runtime import Runtime
+    from ..plugin._registry import ToolRegistry
+    from ..processes import TaskProcesses
 
 __all__ = ["ToolContext", "SyncToolContext"]
 
@@ -29,6 +30,9 @@ class ToolContext:
     Attributes:
         task_id: the rollout's id; background processes are scoped to it.
         sandbox: the rollout's sandbox.
+        processes: this rollout's background processes (``None`` without a Runtime).
+        runtime: the Runtime that made this context, if any (for plugins that keep per-runtime
+            state, such as one browser per runtime).
         tool_errors: every failed tool call of this rollout, in order.
     """
 
@@ -38,12 +42,16 @@ class ToolContext:
         *,
         task_id: str,
         tools: Mapping[str, ToolSpec] | None = None,
-        runtime: Runtime | None = None,
+        processes: TaskProcesses | None = None,
+        installed_tools: ToolRegistry | None = None,
+        runtime: Any = None,
         max_output_chars: int = 50_000,
     ):
         self.sandbox = sandbox
         self.task_id = task_id
         self.tools: dict[str, ToolSpec] = dict(tools or {})
+        self.processes = processes
+        self.installed_tools = installed_tools
         self.runtime = runtime
         self.max_output_chars = max_output_chars
         self.tool_errors: list[ToolError] = []
@@ -73,7 +81,8 @@ class ToolContext:
         return text
 
     def add_cleanup(self, fn: Callable[[], Awaitable[None]]) -> None:
-        """Run ``await fn()`` at cleanup (before the sandbox closes), e.g. to close a browser."""
+        """Run ``await fn()`` at cleanup, before the sandbox closes (e.g. to close a browser).
+        Callbacks run last-added first; one that raises does not stop the others."""
         self._cleanups.append(fn)
 
     # ------------------------------------------------------------------ verifier API
@@ -161,10 +170,10 @@ class ToolContext:
 
     async def _tool_json(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
         spec = self.tools.get(name)
-        if spec is None and self.runtime is not None and name in self.runtime.tools:
-            spec = self.runtime.tools.get(name)
+        if spec is None and self.installed_tools is not None and name in self.installed_tools:
+            spec = self.installed_tools.get(name)
         if spec is None:
-            from ._registry import KNOWN_PACKAGES
+            from ..plugin._registry import KNOWN_PACKAGES
 
             pkg = KNOWN_PACKAGES["tool"].get(name)
             hint = f" (pip install {pkg})" if pkg else ""
@@ -179,8 +188,8 @@ class ToolContext:
     # ------------------------------------------------------------------ teardown
 
     async def cleanup(self) -> None:
-        """Kill this rollout's processes, run cleanup callbacks, close the sandbox. Idempotent;
-        completes even when the caller is cancelled."""
+        """Run the cleanup callbacks (the Runtime's kills this rollout's processes), then close
+        the sandbox. Idempotent; completes even when the caller is cancelled."""
         if self._cleaned:
             return
         self._cleaned = True
@@ -188,11 +197,6 @@ class ToolContext:
 
     async def _cleanup(self) -> None:
         errors: list[BaseException] = []
-        if self.runtime is not None:
-            try:
-                await self.runtime._cleanup_task(self.task_id)
-            except Exception as e:
-                errors.append(e)
         for fn in reversed(self._cleanups):
             try:
                 await fn()

@@ -9,7 +9,7 @@ refused (``task_id=None`` is the host, which may act on all).
 Local pipe-mode processes run under a tiny ``bash`` wrapper that ``tee``s their output into a
 log file and writes their exit code next to it. The driver reads the same bytes through the
 pipe; if the driver dies, the process keeps running and keeps logging, and a new runtime that
-reads the JSON checkpoint (see :mod:`hermes_core._process_checkpoint`) adopts it: status, the
+reads the JSON checkpoint (see :mod:`hermes_core.processes._checkpoint`) adopts it: status, the
 output written since (from the log), and kill, after checking pid *and* start time so a
 recycled pid is never signalled.
 """
@@ -23,12 +23,17 @@ import secrets
 import shlex
 import signal
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import _process_checkpoint as ckpt
-from ._process_state import (
+from ..config import ProcessConfig
+from ..errors import ProcessError
+from . import _checkpoint as ckpt
+from ._events import ProcessEvents
+from ._io import file_size, read_range
+from ._recovery import ProcessRecovery
+from ._state import (
     MARKER,
     ProcessEndedError,
     ProcessEvent,
@@ -42,15 +47,9 @@ from ._process_state import (
     proc_stat,
     stragglers,
 )
-from ._process_events import EventsMixin, _EventStream
-from ._process_io import file_size, read_range
-from ._process_recovery import RecoveryMixin
-from .config import ProcessConfig
-from .errors import ProcessError
 
 if TYPE_CHECKING:
-    from ._runtime import Runtime
-    from .sandbox import Command, Process, Sandbox
+    from ..sandbox import Command, Process, Sandbox
 
 __all__ = [
     "ProcessRegistry",
@@ -97,32 +96,56 @@ async def _terminate(proc: Process, grace: float) -> None:
     await proc.wait(5.0)
 
 
-class ProcessRegistry(RecoveryMixin, EventsMixin):
+class ProcessRegistry:
     """Background processes of one runtime.
 
     Args:
-        runtime: the owner; its ``config.processes`` (a :class:`ProcessConfig`) and ``id`` are used.
+        config: limits, buffer size, checkpoint and log settings.
+        runtime_id: the owning runtime's id (its record in the shared checkpoint).
     """
 
-    def __init__(self, runtime: Runtime | None = None, config: ProcessConfig | None = None):
-        cfg = config or getattr(getattr(runtime, "config", None), "processes", None) or ProcessConfig()
+    def __init__(self, config: ProcessConfig | None = None, *, runtime_id: str | None = None):
+        cfg = config or ProcessConfig()
         self.config: ProcessConfig = cfg
-        self.runtime_id: str = getattr(runtime, "id", None) or secrets.token_hex(6)
+        self.runtime_id: str = runtime_id or secrets.token_hex(6)
         self._sessions: dict[str, Session] = {}
         self._starting: dict[str, int] = {}  # task id -> spawns under way (see spawn)
         base = ckpt.data_dir()
         self.checkpoint_path = Path(cfg.checkpoint_path).expanduser() if cfg.checkpoint_path else base / "processes.json"
         self.log_dir = Path(cfg.log_dir).expanduser() if cfg.log_dir else base / "process-logs"
         self._boot = boot_id()
-        self._owner: dict[str, Any] | None = None
-        self._recovered: list[Session] | None = None
-        self._recover_lock: asyncio.Lock | None = None
         self._saver: asyncio.Future[None] | None = None
         self._dirty = False
-        self._streams: set[_EventStream] = set()
-        self._callbacks: list[tuple[Callable[[ProcessEvent], Any], str | None]] = []
-        self._bg: set[asyncio.Future[Any]] = set()
+        self.recovery = ProcessRecovery(
+            config=cfg, checkpoint_path=self.checkpoint_path, runtime_id=self.runtime_id,
+            sessions=self._sessions, emit=self._emit, save=self._save, finish=self._finish,
+        )
+        self.notifications = ProcessEvents(refresh=self.recovery.refresh)
         self._log_dir_ready = False
+
+    # ------------------------------------------------------------------ notifications, recovery
+
+    def events(self, task_id: str | None = None, *, maxsize: int = 1000) -> AsyncIterator[ProcessEvent]:
+        """An async iterator of :class:`ProcessEvent` from now on (of one rollout, or all).
+
+        It ends when the registry shuts down (:meth:`kill_all`). At most ``maxsize`` unread
+        events are kept; older ones are dropped (``stream.dropped`` counts them).
+        """
+        return self.notifications.events(task_id, maxsize=maxsize)
+
+    def subscribe(self, callback: Callable[[ProcessEvent], Any], task_id: str | None = None) -> Callable[[], None]:
+        """Call ``callback(event)`` for each event (a coroutine function is scheduled as a
+        task); returns a function that unsubscribes."""
+        return self.notifications.subscribe(callback, task_id)
+
+    def _emit(self, s: Session, kind: str) -> None:
+        self.notifications.emit(s, kind)
+
+    async def recover(self) -> list[Session]:
+        """Adopt the sessions of crashed drivers from the checkpoint (once; later calls return
+        the same list). Called by every action, so an explicit call is only needed to learn
+        what was recovered."""
+        return await self.recovery.recover()
 
     # ------------------------------------------------------------------ lookup
 
@@ -233,7 +256,7 @@ class ProcessRegistry(RecoveryMixin, EventsMixin):
         self._sessions[sid] = s
         s.tasks.append(asyncio.ensure_future(self._pump(s)))
         if check_interval:
-            s.tasks.append(asyncio.ensure_future(self._watch(s, check_interval)))
+            s.tasks.append(asyncio.ensure_future(self.notifications.watch(s, check_interval)))
         self._save()
         return s
 
@@ -320,7 +343,7 @@ class ProcessRegistry(RecoveryMixin, EventsMixin):
             except TimeoutError:
                 pass
         if s.recovered:
-            await self._refresh(s)
+            await self.recovery.refresh(s)
         out = s.summary(output_chars=2000)
         out["timed_out"] = s.running
         if used < timeout:
@@ -375,7 +398,7 @@ class ProcessRegistry(RecoveryMixin, EventsMixin):
         if s.running:
             s.killing = True
             if s.recovered:
-                await self._kill_recovered(s, grace)
+                await self.recovery.kill(s, grace)
             else:
                 try:
                     await _terminate(s.proc, grace)
@@ -425,10 +448,9 @@ class ProcessRegistry(RecoveryMixin, EventsMixin):
         and end every event stream (runtime shutdown)."""
         await self._drop(list(self._sessions.values()))
         await self.flush()
-        if self.config.checkpoint and self._owner is not None:
-            await asyncio.to_thread(ckpt.save_owner, self.checkpoint_path, self._owner, None)
-        for stream in list(self._streams):
-            stream.close()
+        if self.config.checkpoint and self.recovery.owner is not None:
+            await asyncio.to_thread(ckpt.save_owner, self.checkpoint_path, self.recovery.owner, None)
+        self.notifications.close()
 
     async def _drop(self, sessions: list[Session]) -> None:
         if not sessions:
@@ -438,7 +460,7 @@ class ProcessRegistry(RecoveryMixin, EventsMixin):
             self._sessions.pop(s.id, None)
             for t in s.tasks:
                 t.cancel()
-            self._close_pidfd(s)
+            self.recovery.close_pidfd(s)
             if not self.config.keep_logs:
                 for p in (s.log_path, s.rc_path):
                     if p:
@@ -449,14 +471,14 @@ class ProcessRegistry(RecoveryMixin, EventsMixin):
         await self.recover()
         s = self.get(session_id, task_id)
         if s.recovered:
-            await self._refresh(s)
+            await self.recovery.refresh(s)
         return s
 
     # ------------------------------------------------------------------ checkpoint
 
     def _save(self) -> None:
         """Schedule a checkpoint write; writes coalesce and run in a worker thread."""
-        if not self.config.checkpoint or self._owner is None:
+        if not self.config.checkpoint or self.recovery.owner is None:
             return
         self._dirty = True
         if self._saver is None or self._saver.done():
@@ -467,7 +489,7 @@ class ProcessRegistry(RecoveryMixin, EventsMixin):
             self._dirty = False
             records = [s.record() for s in self._sessions.values()]
             try:
-                await asyncio.to_thread(ckpt.save_owner, self.checkpoint_path, self._owner, records)
+                await asyncio.to_thread(ckpt.save_owner, self.checkpoint_path, self.recovery.owner, records)
             except OSError as e:
                 log.warning("cannot write process checkpoint %s: %s", self.checkpoint_path, e)
 

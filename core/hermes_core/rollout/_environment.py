@@ -11,17 +11,16 @@ import asyncio
 import inspect
 import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .config import validation_message
-from .errors import ConfigError, HermesError
+from ..config import validation_message
+from ..errors import ConfigError, SetupError
+from ._task import AgentResult, TaskItem, VerifierOutcome
 
 if TYPE_CHECKING:
-    from .agent import AgentResult
-    from .context import ToolContext
+    from ..tools._context import ToolContext
 
 __all__ = [
     "TaskItem",
@@ -36,44 +35,6 @@ __all__ = [
 
 #: ``async def verifier(item, result, ctx) -> float | dict[str, float]`` (sync functions too).
 Verifier = Callable[..., Any]
-
-
-class SetupError(HermesError):
-    """Preparing a task's sandbox failed (a file could not be written, the setup command failed)."""
-
-
-class TaskItem(BaseModel):
-    """One task: what the agent is asked, how its sandbox is prepared, how it can be solved.
-
-    Attributes:
-        id: unique within its environment (results and resume are keyed by it).
-        prompt: the user message.
-        system_prompt: overrides the environment's system prompt for this task.
-        image: per-task image, passed to the backend as its ``image`` option.
-        backend: per-task backend name (default: the run's).
-        backend_options: per-task backend options, merged over the run's.
-        toolsets: toolsets offered for this task (default: the run's).
-        files: ``{path: text}`` written into the sandbox before the agent starts.
-        setup: a shell command run in the sandbox (after ``files``) before the agent starts.
-        solution: a reference solution (a shell script) that the ``oracle`` agent runs.
-        max_turns: per-task turn limit (default: the environment's).
-        metadata: anything the verifier needs (expected values, ...).
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
-
-    id: str = Field(min_length=1)
-    prompt: str
-    system_prompt: str | None = None
-    image: str | None = None
-    backend: str | None = None
-    backend_options: dict[str, Any] = Field(default_factory=dict)
-    toolsets: list[str] | None = None
-    files: dict[str, str] = Field(default_factory=dict)
-    setup: str | None = None
-    solution: str | None = None
-    max_turns: int | None = Field(None, ge=1)
-    metadata: dict[str, Any] = Field(default_factory=dict)
 
 
 class EnvironmentConfig(BaseModel):
@@ -202,15 +163,6 @@ class Environment:
         raise NotImplementedError(
             f"{type(self).__name__} names no verifier; set `verifier` or override verify()"
         )
-
-
-@dataclass
-class VerifierOutcome:
-    """A verifier's reward, its named scores, and the error when it failed."""
-
-    reward: float
-    scores: dict[str, float] = field(default_factory=dict)
-    error: str | None = None
 
 
 def normalize_score(value: Any) -> tuple[float, dict[str, float]]:

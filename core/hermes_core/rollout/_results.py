@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 __all__ = ["RESULTS", "TRAJECTORIES", "SUMMARY", "ResultsDir", "summarize", "passed"]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from ._registry import ToolRegistry, ToolsetRegistry
-from .errors import ToolsetError, UnknownNameError
+from ..errors import ToolsetError, UnknownNameError
+from ..plugin._registry import ToolRegistry, ToolsetRegistry
 
 __all__ = ["resolve_toolsets"]
 

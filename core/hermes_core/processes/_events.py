@@ -7,19 +7,30 @@ import asyncio
 import inspect
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from ._process_state import ProcessEvent, Session
+from ._state import ProcessEvent, Session
 
 log = logging.getLogger("hermes.processes")
 
 _EVENT_OUTPUT = 2000
-_Base: Any = object
 
 
-class EventsMixin(_Base):
-    """The notification half of :class:`~hermes_core._processes.ProcessRegistry`."""
+class ProcessEvents:
+    """The notifications of one :class:`~hermes_core.processes.ProcessRegistry`: streams,
+    callbacks and ``check_interval`` watchers. Owned by the registry, which calls :meth:`emit`.
+
+    Args:
+        refresh: ``await refresh(session)`` brings a recovered session's buffer up to date
+            before a progress event (the registry's recovery provides it).
+    """
+
+    def __init__(self, refresh: Callable[[Session], Awaitable[None]]):
+        self._refresh = refresh
+        self._streams: set[_EventStream] = set()
+        self._callbacks: list[tuple[Callable[[ProcessEvent], Any], str | None]] = []
+        self._bg: set[asyncio.Future[Any]] = set()
 
     def events(self, task_id: str | None = None, *, maxsize: int = 1000) -> AsyncIterator[ProcessEvent]:
         """An async iterator of :class:`ProcessEvent` from now on (of one rollout, or all).
@@ -44,7 +55,8 @@ class EventsMixin(_Base):
 
         return unsubscribe
 
-    def _emit(self, s: Session, kind: str, *, new_bytes: int = 0) -> None:
+    def emit(self, s: Session, kind: str, *, new_bytes: int = 0) -> None:
+        """Deliver one event about ``s`` to every stream and callback that wants it."""
         tail = s.buffer.tail(min(new_bytes, _EVENT_OUTPUT * 4) if kind == "progress" else _EVENT_OUTPUT * 4)
         event = ProcessEvent(
             kind=kind, session_id=s.id, task_id=s.task_id, command=s.command, pid=s.pid,  # type: ignore[arg-type]
@@ -71,7 +83,13 @@ class EventsMixin(_Base):
         if not fut.cancelled() and fut.exception() is not None:
             log.error("process event callback failed", exc_info=fut.exception())
 
-    async def _watch(self, s: Session, interval: float) -> None:
+    def close(self) -> None:
+        """End every event stream (registry shutdown)."""
+        for stream in list(self._streams):
+            stream.close()
+
+    async def watch(self, s: Session, interval: float) -> None:
+        """Emit a ``progress`` event every ``interval`` seconds while ``s`` runs."""
         last = s.buffer.total
         while s.running:
             try:
@@ -83,21 +101,21 @@ class EventsMixin(_Base):
             if s.recovered:
                 await self._refresh(s)
             total = s.buffer.total
-            self._emit(s, "progress", new_bytes=total - last)
+            self.emit(s, "progress", new_bytes=total - last)
             last = total
 
 
 class _EventStream:
-    """One subscriber's queue of events (see :meth:`ProcessRegistry.events`)."""
+    """One subscriber's queue of events (see :meth:`ProcessEvents.events`)."""
 
-    def __init__(self, registry: Any, task_id: str | None, maxsize: int):
+    def __init__(self, owner: ProcessEvents, task_id: str | None, maxsize: int):
         self.task_id = task_id
         self.dropped = 0
-        self._registry = registry
+        self._registry = owner
         self._queue: asyncio.Queue[ProcessEvent | None] = asyncio.Queue()
         self._maxsize = maxsize
         self._closed = False
-        registry._streams.add(self)
+        owner._streams.add(self)
 
     def put(self, event: ProcessEvent | None) -> None:
         if self._queue.qsize() >= self._maxsize:

@@ -11,7 +11,12 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .errors import ProcessError
+from ..errors import (
+    ProcessEndedError,
+    ProcessForbiddenError,
+    ProcessLimitError,
+    ProcessNotFoundError,
+)
 
 __all__ = [
     "ProcessNotFoundError",
@@ -28,22 +33,6 @@ __all__ = [
 MARKER = "HERMES_PROCESS_ID"
 
 Status = Literal["running", "exited", "killed"]
-
-
-class ProcessNotFoundError(ProcessError):
-    """No session has this id."""
-
-
-class ProcessForbiddenError(ProcessError):
-    """The session belongs to another rollout (task id)."""
-
-
-class ProcessEndedError(ProcessError):
-    """The action needs a running process (or open stdin) and the session has none."""
-
-
-class ProcessLimitError(ProcessError):
-    """A rollout already runs as many background processes as the config allows."""
 
 
 class RingBuffer:

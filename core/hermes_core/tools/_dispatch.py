@@ -10,26 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from ._registry import ToolSpec
+from ..errors import ToolFailure
+from ..plugin._registry import ToolSpec
 
 if TYPE_CHECKING:
-    from .context import ToolContext
+    from ._context import ToolContext
 
-__all__ = ["ToolFailure", "ToolError", "dispatch", "truncate", "error_result"]
-
-
-class ToolFailure(Exception):
-    """Raise from a tool handler to return a structured error to the model.
-
-    Args:
-        message: what went wrong and, where possible, how to fix it.
-        kind: a short machine-readable category (``not_found``, ``invalid_arguments``, ...).
-    """
-
-    def __init__(self, message: str, kind: str = "tool_error", **details: Any):
-        super().__init__(message)
-        self.kind = kind
-        self.details = details
+__all__ = ["ToolError", "dispatch", "truncate", "error_result"]
 
 
 @dataclass(frozen=True)

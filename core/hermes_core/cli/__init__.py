@@ -6,18 +6,22 @@ import argparse
 import importlib
 import sys
 
-#: Modules that each define ``register(subparsers)``; their handlers import heavy things lazily.
+from ..errors import HermesError
+from ._common import CliError
+
+__all__ = ["COMMAND_MODULES", "CliError", "build_parser", "main"]
+
+#: One module per command, each defining ``register(subparsers)``; handlers import heavy things
+#: lazily, so ``hermes --help`` stays fast.
 COMMAND_MODULES = (
-    "hermes_core._cli_basic",
-    "hermes_core._cli_eval",
+    "hermes_core.cli.plugins",
+    "hermes_core.cli.tools",
+    "hermes_core.cli.exec",
+    "hermes_core.cli.sandbox",
+    "hermes_core.cli.eval",
+    "hermes_core.cli.run",
+    "hermes_core.cli.batch",
 )
-
-
-from .errors import HermesError
-
-
-class CliError(HermesError):
-    """A user-facing error: printed without a traceback, exit code 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,7 +18,13 @@ class EvalProgress:
     """A progress bar on stderr fed by the runner's ``on_start`` / ``on_result`` callbacks."""
 
     def __init__(self, description: str, enabled: bool = True):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
 
         self.enabled = enabled
         self.progress = Progress(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
@@ -10,20 +11,21 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from . import _plugins, hookspecs
-from ._registry import (
+from . import hookspecs
+from .errors import ConfigError, PluginError
+from .plugin import _manager as _plugins
+from .plugin._registry import (
     AgentRegistry,
     BackendRegistry,
     EnvironmentRegistry,
     Registry,
     ToolCallParserRegistry,
     ToolRegistry,
-    ToolSpec,
     ToolsetRegistry,
+    ToolSpec,
     VerifierRegistry,
 )
-from ._toolsets import resolve_toolsets
-from .errors import ConfigError, PluginError
+from .tools._toolsets import resolve_toolsets
 
 # pydantic, asyncio and the sandbox machinery load on first use, not with the plugins: listing
 # plugins or tools (`hermes plugins`, `hermes --help`) stays fast.
@@ -31,8 +33,9 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
 
     from .config import HermesConfig
-    from .context import ToolContext
+    from .processes import TaskProcesses
     from .sandbox import Sandbox
+    from .tools._context import ToolContext
 
 __all__ = ["Runtime"]
 
@@ -214,12 +217,13 @@ class Runtime:
             options = self.config.backend_options
         tools = self.tool_specs(toolsets)
         sandbox = self.create_sandbox(backend, options, task_id=task_id)
-        from .context import ToolContext
+        from .tools._context import ToolContext
 
         ctx = ToolContext(
-            sandbox, task_id=sandbox.sandbox_id, tools=tools, runtime=self,
-            max_output_chars=self.config.max_output_chars,
+            sandbox, task_id=sandbox.sandbox_id, tools=tools, processes=self.task_processes(sandbox.sandbox_id),
+            installed_tools=self.tools, runtime=self, max_output_chars=self.config.max_output_chars,
         )
+        ctx.add_cleanup(functools.partial(self._kill_task_processes, ctx.task_id))
         try:
             await sandbox.start()
             yield ctx
@@ -235,9 +239,9 @@ class Runtime:
     def processes(self) -> Any:
         """The background-process registry of this runtime (created on first use)."""
         if self._processes is None:
-            from ._processes import ProcessRegistry
+            from .processes._registry import ProcessRegistry
 
-            self._processes = ProcessRegistry(self)
+            self._processes = ProcessRegistry(self.config.processes, runtime_id=self.id)
         return self._processes
 
     def process_events(self, task_id: str | None = None) -> AsyncIterator[Any]:
@@ -251,8 +255,14 @@ class Runtime:
         that unsubscribes. Shorthand for ``runtime.processes.subscribe()``."""
         return self.processes.subscribe(callback, task_id)
 
-    async def _cleanup_task(self, task_id: str) -> None:
-        if self._processes is not None:
+    def task_processes(self, task_id: str) -> TaskProcesses:
+        """One rollout's scoped handle on this runtime's process registry."""
+        from .processes import TaskProcesses
+
+        return TaskProcesses(_LazyRegistry(self), task_id)  # type: ignore[arg-type]
+
+    async def _kill_task_processes(self, task_id: str) -> None:
+        if self._processes is not None:  # no registry yet: the rollout started no process
             await self._processes.kill_task(task_id)
 
     async def aclose(self) -> None:
@@ -269,3 +279,15 @@ class Runtime:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+class _LazyRegistry:
+    """Stands in for the process registry until a rollout first uses it (most never do)."""
+
+    __slots__ = ("_runtime",)
+
+    def __init__(self, runtime: Runtime):
+        self._runtime = runtime
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._runtime.processes, name)

@@ -9,9 +9,9 @@ from typing import Any
 
 import pluggy
 
-from . import hookspecs
+from .. import hookspecs
+from ..errors import DuplicateNameError, PluginError
 from ._entry_points import entry_points
-from .errors import DuplicateNameError, PluginError
 
 __all__ = ["DEFAULT_PLUGINS", "PluginInfo", "discover", "load_into"]
 

@@ -1,0 +1,7 @@
+"""``python -m hermes_core.cli``."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

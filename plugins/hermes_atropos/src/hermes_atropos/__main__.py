@@ -1,0 +1,3 @@
+from hermes_atropos import main
+
+main()

@@ -3,7 +3,8 @@
 ``write_synthetic_run`` writes ``results.jsonl``, ``trajectories.jsonl`` and ``summary.json``
 the way ``hermes eval --out`` does (same keys, same line order: each trajectory before its
 result), with a deterministic mix of passes, failures, partial rewards, tool errors, infra
-errors, verifier errors with tracebacks, reasoning, long outputs and an image. With
+errors, verifier errors with tracebacks, reasoning, long outputs and images (group 0 of tasks 1-4
+is always an image, a tool error, a verifier error and an infra error, in that order). With
 ``proposed=True`` the records also carry the fields proposed for the runner (``timings``,
 ``verifier_traceback``, trajectory ``tools`` and ``sampling``).
 """
@@ -84,7 +85,8 @@ def write_synthetic_run(
             for i, task in enumerate(task_ids):
                 rid = f"{task}#{g}"
                 roll = rng.random()
-                kind = ("infra" if roll < 0.03 else "verifier_error" if roll < 0.06 else "tool_error" if roll < 0.15
+                forced = {1: "image", 2: "tool_error", 3: "verifier_error", 4: "infra"}.get(i) if g == 0 else None
+                kind = forced or ("infra" if roll < 0.03 else "verifier_error" if roll < 0.06 else "tool_error" if roll < 0.15
                         else "image" if roll < 0.18 else "pass" if rng.random() < skill[task] else "fail")
                 msgs, terrs = _messages(task, rng, kind, long_lines) if kind != "infra" else (
                     [{"role": "system", "content": "You are working in a Linux sandbox through tools."},

@@ -83,16 +83,34 @@
     document.title = (title ? title.textContent.trim() : "runs") + " · hermes view";
   }
 
+  // Filters apply at once (no wait for the asynchronous hashchange event) and stay linkable.
+  function navigate(hash) {
+    if (location.hash !== hash) history.pushState(null, "", hash);
+    route();
+  }
+
   if (mode === "static") {
     document.querySelectorAll("form.filters").forEach(function (form) {
       var run = form.getAttribute("data-run");
-      function go(ev) { if (ev) ev.preventDefault(); location.hash = "run-" + run + "?" + formParams(form).toString(); }
+      function go(ev) {
+        if (ev) ev.preventDefault();
+        var q = formParams(form).toString();
+        navigate("#run-" + run + (q ? "?" + q : ""));
+      }
       form.addEventListener("submit", go);
       form.addEventListener("change", go);
       var clear = form.querySelector("a.clear-filter");
-      if (clear) clear.addEventListener("click", function (ev) { ev.preventDefault(); location.hash = "run-" + run; });
+      if (clear) clear.addEventListener("click", function (ev) { ev.preventDefault(); navigate("#run-" + run); });
+    });
+    // In-page links route at once too; back / forward arrive as hashchange / popstate.
+    document.addEventListener("click", function (ev) {
+      var a = ev.target.closest ? ev.target.closest("a[href^='#']") : null;
+      if (!a || ev.button !== 0 || ev.metaKey || ev.ctrlKey || ev.shiftKey || ev.altKey) return;
+      ev.preventDefault();
+      navigate(a.getAttribute("href"));
     });
     window.addEventListener("hashchange", route);
+    window.addEventListener("popstate", route);
     route();
   } else {
     document.querySelectorAll("form.filters").forEach(function (form) {

@@ -24,6 +24,17 @@ class RunningFake:
     faults_path: str
     proc: subprocess.Popen[bytes]
     log_path: str
+    stats_path: str
+
+    def stats(self) -> dict:
+        """The fake's call counts (``calls``) and live sandboxes (``running``), as of ~0.2 s ago."""
+        import time as _t
+
+        _t.sleep(0.5)  # the fake rewrites the file every 0.2 s
+        try:
+            return json.loads(Path(self.stats_path).read_text())
+        except (OSError, ValueError):
+            return {"calls": {}, "running": 0, "sandboxes": 0, "unimplemented": []}
 
     def env(self) -> dict[str, str]:
         """Environment that points the real SDK at this fake (and at nothing else)."""
@@ -55,10 +66,10 @@ class RunningFake:
 def start_fake(*, image_map: dict[str, str] | None = None, token: tuple[str, str] | None = ("ak-hermes-fake", "as-hermes-fake"),
                workdir: str | None = None, timeout: float = 30) -> RunningFake:
     d = workdir or tempfile.mkdtemp(prefix="hermes-fake-modal-")
-    port_file, faults, log = (os.path.join(d, n) for n in ("port.json", "faults.json", "fake.log"))
+    port_file, faults, log, stats = (os.path.join(d, n) for n in ("port.json", "faults.json", "fake.log", "stats.json"))
     with open(faults, "w") as f:
         f.write("{}")
-    argv = [sys.executable, "-m", "fake", "--port-file", port_file, "--faults", faults,
+    argv = [sys.executable, "-m", "fake", "--port-file", port_file, "--faults", faults, "--stats", stats,
             "--image-map", json.dumps(image_map or DEFAULT_IMAGE_MAP)]
     if token:
         argv += ["--token-id", token[0], "--token-secret", token[1]]
@@ -72,4 +83,4 @@ def start_fake(*, image_map: dict[str, str] | None = None, token: tuple[str, str
             raise RuntimeError(f"the Modal fake did not start: {Path(log).read_text(errors='replace')[-2000:]}")
         time.sleep(0.05)
     info = json.loads(Path(port_file).read_text())
-    return RunningFake(info["url"], info["instance"], faults, proc, log)
+    return RunningFake(info["url"], info["instance"], faults, proc, log, stats)

@@ -89,6 +89,8 @@ class Faults:
     exit_after_s: float = 1.0
     #: Every n-th SandboxTerminateV2 answers UNAVAILABLE first (the SDK retries it).
     terminate_unavailable_every: int = 0
+    #: Every n-th SandboxCreateV2 creates the sandbox, then answers UNAVAILABLE (a lost answer).
+    lost_create_every: int = 0
 
     @classmethod
     def load(cls, path: str | None) -> Faults:
@@ -164,6 +166,7 @@ class FakeModal:
         docker: str | None = None,
         image_map: dict[str, str] | None = None,
         faults_path: str | None = None,
+        stats_path: str | None = None,
         token: tuple[str, str] | None = None,
         default_image: str = "hermes-test/debian:bookworm",
     ):
@@ -172,6 +175,7 @@ class FakeModal:
         self.image_map = dict(image_map or {})
         self.default_image = default_image
         self.faults_path = faults_path
+        self.stats_path = stats_path
         self.token = token
         self.apps: dict[str, str] = {}
         self.images: dict[str, str] = {}  # image id -> local docker image reference
@@ -184,7 +188,7 @@ class FakeModal:
         self._creates = 0
         self._terminates = 0
         self._bucket_t = time.monotonic()
-        self._bucket = 0.0
+        self._bucket = 1.0
         self._events: asyncio.subprocess.Process | None = None
         self._events_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -193,6 +197,20 @@ class FakeModal:
 
     def count(self, name: str) -> None:
         self.calls[name] = self.calls.get(name, 0) + 1
+
+    async def write_stats(self) -> None:
+        """Keep ``stats_path`` current (call counts, live sandboxes) for tests in another process."""
+        last = None
+        while self.stats_path:
+            snap = json.dumps({"calls": self.calls, "running": sum(s.running for s in self.sandboxes.values()),
+                               "sandboxes": len(self.sandboxes), "unimplemented": sorted(set(self.unimplemented))})
+            if snap != last:
+                tmp = self.stats_path + ".tmp"
+                with open(tmp, "w") as f:
+                    f.write(snap)
+                os.replace(tmp, self.stats_path)
+                last = snap
+            await asyncio.sleep(0.2)
 
     def faults(self) -> Faults:
         return Faults.load(self.faults_path)
@@ -235,7 +253,7 @@ class FakeModal:
         """One ``docker events`` stream tells the fake when any of its containers dies."""
         self._events = await asyncio.create_subprocess_exec(
             self.docker, "events", "--filter", f"label={LABEL}={self.instance}", "--filter", "event=die",
-            "--format", "{{.Actor.Attributes.hermes.fake-modal.sandbox}} {{.Actor.Attributes.exitCode}}",
+            "--format", '{{index .Actor.Attributes "hermes.fake-modal.sandbox"}} {{.Actor.Attributes.exitCode}}',
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
         )
         self._events_task = asyncio.ensure_future(self._watch_events())
@@ -369,7 +387,7 @@ class FakeModal:
         now = time.monotonic()
         self._bucket = min(1.0, self._bucket + (now - self._bucket_t) * rate)
         self._bucket_t = now
-        if self._bucket >= 1.0 - 1e-9 or self._bucket_t == now and self._creates == 0:
+        if self._bucket >= 1.0 - 1e-9:
             self._bucket -= 1.0
             return None
         return (1.0 - self._bucket) / rate
@@ -557,11 +575,15 @@ class ControlServicer(_unimplemented_base(api_grpc.ModalClientBase, "fake")):  #
             raise GRPCError(Status.UNAVAILABLE, "fake: injected UNAVAILABLE on create")
         wait = fake.admit_create()
         if wait is not None:
+            fake.count("SandboxCreateV2.rate_limited")
             raise GRPCError(Status.RESOURCE_EXHAUSTED, "fake: sandbox create rate limit exceeded",
                             [api_pb2.RPCRetryPolicy(retry_after_secs=max(wait, 0.05))])
         if f.slow_create_s:
             await asyncio.sleep(f.slow_create_s)
         sb = await fake.create_sandbox(req)
+        if f.lost_create_every and fake._creates % f.lost_create_every == 0:
+            fake.count("SandboxCreateV2.lost")
+            raise GRPCError(Status.UNAVAILABLE, "fake: injected UNAVAILABLE after the sandbox was created")
         await stream.send_message(api_pb2.SandboxCreateV2Response(
             sandbox_id=sb.sandbox_id, task_id=sb.task_id if sb.running else "",
             metadata=api_pb2.SandboxHandleMetadata(app_id=sb.app_id),
@@ -740,6 +762,7 @@ class RouterServicer(_unimplemented_base(tcr_grpc.TaskCommandRouterBase, "fake")
 async def serve(fake: FakeModal, *, host: str = "127.0.0.1", port: int = 0, router_port: int = 0):
     """Start both servers; returns (control server, router server, control URL)."""
     await fake.start_events()
+    fake.background(fake.write_stats())
     control = grpclib.server.Server([ControlServicer(fake)], status_details_codec=custom_detail_codec)
     router = grpclib.server.Server([RouterServicer(fake)], status_details_codec=custom_detail_codec)
     await control.start(host, port)

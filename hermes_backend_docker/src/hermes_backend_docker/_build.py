@@ -163,7 +163,9 @@ def cache_key(build: BuildOptions, image_map: Mapping[str, str]) -> str:
 
 
 def _tag(build: BuildOptions, key: str) -> str:
-    base = Path(build.context).resolve().name.lower()
+    ctx = Path(build.context).resolve()
+    # Harbor tasks keep their context in <task>/environment: the task's name says more.
+    base = (ctx.parent.name if ctx.name == "environment" else ctx.name).lower()
     slug = re.sub(r"[^a-z0-9._-]+", "-", base).strip("-._") or "context"
     return f"{build.repository}/{slug[:60]}:{key[:20]}"
 

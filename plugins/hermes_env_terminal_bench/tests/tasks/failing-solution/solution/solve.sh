@@ -1,0 +1,3 @@
+#!/bin/bash
+echo 8 > /tmp/n.txt
+exit 1

@@ -1,0 +1,3 @@
+#!/bin/bash
+echo "$ANSWER" > answer.txt
+echo "# notes" > NOTES.md

@@ -1,0 +1,3 @@
+#!/bin/bash
+source /tests/lib.sh
+[ "$(cat /app/list.txt)" = alpha ] && reward 1 || reward 0

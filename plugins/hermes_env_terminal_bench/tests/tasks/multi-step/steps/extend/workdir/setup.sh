@@ -1,0 +1,1 @@
+echo "staged by setup" > /app/setup-ran

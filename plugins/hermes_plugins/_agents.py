@@ -7,7 +7,7 @@ import asyncio
 import json
 from typing import Any
 
-from hermes_core.rollout._agent import AgentResult, OpenAIAgent, initial_messages
+from hermes_core.rollout import AgentResult, OpenAIAgent, initial_messages
 
 #: The terminal tool's own upper bound on a command's timeout.
 _MAX_TOOL_TIMEOUT = 3600

@@ -28,6 +28,7 @@ from hermes_core.sandbox import (
     killpg,
     run_subprocess,
     spawn_subprocess,
+    timeout_note,
 )
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -117,7 +118,7 @@ class LocalSandbox(Sandbox):
             return ExecResult(127 if isinstance(e, FileNotFoundError) else 126, f"{e}\n")
         output = data.decode("utf-8", "replace")
         if timed_out:
-            output += f"\n[hermes: command timed out after {timeout:g}s and was killed]"
+            output += timeout_note(timeout)
             return ExecResult(TIMEOUT_EXIT_CODE, output, timed_out=True)
         return ExecResult(code, output)
 

@@ -21,6 +21,7 @@ from ._types import (
     ExecResult,
     Process,
     Spawner,
+    timeout_note,
 )
 
 __all__ = [
@@ -41,4 +42,5 @@ __all__ = [
     "run_subprocess",
     "spawn_subprocess",
     "tar_dir",
+    "timeout_note",
 ]

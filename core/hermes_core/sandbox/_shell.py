@@ -14,7 +14,7 @@ import re
 import secrets
 
 from ..errors import SandboxError
-from ._types import TIMEOUT_EXIT_CODE, ExecResult, Process, Spawner
+from ._types import TIMEOUT_EXIT_CODE, ExecResult, Process, Spawner, timeout_note
 
 __all__ = ["ShellSession", "OutputBuffer"]
 
@@ -167,7 +167,7 @@ class ShellSession:
             found = None
         if found is not None:
             text = found[0].decode("utf-8", "replace")
-            tail = f"\n[hermes: command timed out after {timeout:g}s and was killed]"
+            tail = timeout_note(timeout)
         else:  # the shell itself was busy (a builtin loop): it has to go
             text = self._take_pending()
             await self._discard()

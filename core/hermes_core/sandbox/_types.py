@@ -12,10 +12,16 @@ from typing import Any, Protocol
 
 from ..errors import SandboxError
 
-__all__ = ["ExecResult", "Capabilities", "Process", "Command", "TIMEOUT_EXIT_CODE", "Spawner"]
+__all__ = ["ExecResult", "Capabilities", "Process", "Command", "TIMEOUT_EXIT_CODE", "Spawner", "timeout_note"]
 
 #: Exit code reported for a command that hit its timeout (as coreutils ``timeout`` does).
 TIMEOUT_EXIT_CODE = 124
+
+def timeout_note(seconds: float) -> str:
+    """The line a backend appends to a timed-out command's output (the conformance suite and
+    models look for "timed out")."""
+    return f"\n[hermes: command timed out after {seconds:g}s and was killed]"
+
 
 #: A command: a shell string (run by the sandbox's shell) or an argv list (run directly).
 Command = str | Sequence[str]

@@ -12,6 +12,7 @@ import asyncio
 import time
 
 import pytest
+import pytest_asyncio
 
 from ..config import ProcessConfig
 from ..processes._registry import ProcessRegistry
@@ -51,7 +52,7 @@ async def _read_until(proc: Process, needle: bytes, timeout: float = 10.0) -> by
 class ProcessContract:
     """Background-process tests; needs the ``sandbox`` fixture."""
 
-    @pytest.fixture
+    @pytest_asyncio.fixture
     async def process_registry(self, tmp_path):
         reg = ProcessRegistry(config=ProcessConfig(
             checkpoint_path=str(tmp_path / "processes.json"), log_dir=str(tmp_path / "process-logs"),

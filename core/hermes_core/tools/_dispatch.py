@@ -6,15 +6,20 @@ import asyncio
 import inspect
 import json
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
 from ..errors import ToolFailure
 from ..plugin._registry import ToolSpec
 
-if TYPE_CHECKING:
-    from ._context import ToolContext
+
+
+class _Context(Protocol):
+    """What dispatch needs of the ToolContext it passes to handlers (no import of it: the
+    context imports this module)."""
+
+    max_output_chars: int
 
 __all__ = ["ToolError", "dispatch", "truncate", "error_result"]
 
@@ -93,7 +98,7 @@ def parse_arguments(raw: Any) -> dict[str, Any]:
     return value
 
 
-async def dispatch(spec: ToolSpec, raw_args: Any, ctx: ToolContext) -> tuple[str, ToolError | None]:
+async def dispatch(spec: ToolSpec, raw_args: Any, ctx: _Context) -> tuple[str, ToolError | None]:
     """Run one tool call; return (model-facing text, the error if it failed)."""
     try:
         args = spec.args_model.model_validate(parse_arguments(raw_args))

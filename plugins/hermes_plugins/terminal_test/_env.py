@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hermes_core.rollout._environment import Environment, EnvironmentConfig, TaskItem
+from hermes_core.rollout import Environment, EnvironmentConfig, TaskItem
 
 from .tasks import CHECKS, TASKS
 

@@ -185,6 +185,7 @@ def test_static_report_of_a_real_run(page: Any, shots: Shots, real_run: Path, tm
     page.click("a.run-link")
     assert page.locator("#tasks-0 tr.task-row").count() == 10
     assert page.locator("#tasks-0 tr.total td").nth(3).inner_text() == "100%"
+    shots(page, "real-run")  # docs/images/hermes-view.png is this page
     page.click("#tasks-0 a.task-link:text-is('http-server')")
     assert [r["task"] for r in _visible_rows(page, 0)] == ["http-server"] * 3
     page.click("#rollouts-0 tr.rollout-row:not(.hidden) a.rollout-link >> nth=0")

@@ -122,6 +122,8 @@ def test_time_split_tokens_and_malformed_fields_are_tolerated() -> None:
     t = task_stats(records)["a"]
     assert t.time == {"total": 5.5, "setup": 2.0, "agent": 4.0, "verifier": 0.5}
     assert t.scored == 2 and t.tokens == 7 and t.tool_errors == 2
+    assert t.token_rollouts == 2 and t.mean_tokens == 3.5  # usage=None reports nothing
+    assert task_stats([_rec("b", 1.0, usage={})])["b"].mean_tokens is None  # the oracle reports no usage
     assert tokens({"prompt_tokens": 3, "completion_tokens": 4}) == 7
     assert tokens({}) == 0 and tokens(None) == 0
     assert passed(1.0) and passed(1.0 - 1e-12) and not passed(0.99) and not passed(None)

@@ -107,13 +107,16 @@ class TaskStats:
     infra_errors: int = 0
     errors: int = 0
     tokens: int = 0
+    #: Rollouts whose record reports token usage (the oracle agent reports none).
+    token_rollouts: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     time: dict[str, float | None] = field(default_factory=dict)
 
     @property
     def mean_tokens(self) -> float | None:
-        return self.tokens / self.rollouts if self.rollouts else None
+        """Mean tokens per rollout over the rollouts that report usage (``None`` if none do)."""
+        return self.tokens / self.token_rollouts if self.token_rollouts else None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -121,7 +124,7 @@ class TaskStats:
             "mean_reward": self.mean_reward, "pass_rate": self.pass_rate, "std": self.std,
             "pass_at_k": {str(k): v for k, v in self.pass_at_k.items()},
             "tool_errors": self.tool_errors, "infra_errors": self.infra_errors, "errors": self.errors,
-            "tokens": self.tokens, "prompt_tokens": self.prompt_tokens,
+            "tokens": self.tokens, "token_rollouts": self.token_rollouts, "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens, "mean_tokens": self.mean_tokens, "time": dict(self.time),
         }
 
@@ -141,6 +144,7 @@ def _aggregate(task_id: str | None, records: Iterable[Mapping[str, Any]], ks: in
         st.errors += 1 if rec.get("error") else 0
         usage = rec.get("usage") if isinstance(rec.get("usage"), Mapping) else {}
         st.tokens += tokens(usage)
+        st.token_rollouts += 1 if usage else 0
         st.prompt_tokens += int(_num(usage.get("prompt_tokens")) or 0)
         st.completion_tokens += int(_num(usage.get("completion_tokens")) or 0)
         d = _num(rec.get("duration"))

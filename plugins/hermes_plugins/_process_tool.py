@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -77,10 +76,10 @@ def check_timeout(value: Any) -> float:
     return float(value)
 
 
-async def process(args: ProcessArgs, ctx: ToolContext) -> str:
+async def process(args: ProcessArgs, ctx: ToolContext) -> dict[str, Any]:
     procs = _processes(ctx)
     if args.action == "list":
-        return json.dumps({"sessions": await procs.list()}, ensure_ascii=False)
+        return {"sessions": await procs.list()}
     if args.session_id is None:
         raise ToolFailure(f"action {args.action!r} needs a session_id; use action 'list' to see them", kind="invalid_arguments")
     sid = args.session_id
@@ -105,7 +104,7 @@ async def process(args: ProcessArgs, ctx: ToolContext) -> str:
             out = await procs.close_stdin(sid)
     except ProcessError as e:
         raise _failure(e) from None
-    return json.dumps(out, ensure_ascii=False)
+    return out
 
 
 __all__ = ["ProcessArgs", "process", "check_timeout"]

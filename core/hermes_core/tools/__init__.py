@@ -11,7 +11,7 @@ from ..plugin._lazy import lazy_exports
 if TYPE_CHECKING:
     from ..errors import ToolFailure
     from ._context import SyncToolContext, ToolContext
-    from ._dispatch import ToolError, dispatch, error_result, truncate
+    from ._dispatch import ToolError, bound, dispatch, error_result, failure, truncate
     from ._toolsets import resolve_toolsets
 
 __getattr__, __dir__ = lazy_exports(
@@ -19,7 +19,7 @@ __getattr__, __dir__ = lazy_exports(
     {
         "ToolContext": "._context", "SyncToolContext": "._context",
         "ToolError": "._dispatch", "dispatch": "._dispatch", "error_result": "._dispatch",
-        "truncate": "._dispatch", "ToolFailure": "..errors", "resolve_toolsets": "._toolsets",
+        "truncate": "._dispatch", "bound": "._dispatch", "failure": "._dispatch", "ToolFailure": "..errors", "resolve_toolsets": "._toolsets",
     },
     globals(),
 )
@@ -29,8 +29,10 @@ __all__ = [
     "ToolContext",
     "ToolError",
     "ToolFailure",
+    "bound",
     "dispatch",
     "error_result",
+    "failure",
     "resolve_toolsets",
     "truncate",
 ]

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..plugin._registry import ToolSpec
 from ..sandbox import Sandbox
-from ._dispatch import ToolError, dispatch, error_result
+from ._dispatch import ToolError, dispatch, failure, truncate
 
 if TYPE_CHECKING:
     from ..plugin._registry import ToolRegistry
@@ -70,11 +70,13 @@ class ToolContext:
         """Run a tool by name; always returns text (a JSON error object when it failed)."""
         self._loop = asyncio.get_running_loop()
         self.tool_calls += 1
-        spec = self.tools.get(name)
+        spec = self.tools.get(name) if isinstance(name, str) else None
         if spec is None:
-            msg = f"unknown tool {name!r}; available tools: {', '.join(self.tools) or '(none)'}"
-            self.tool_errors.append(ToolError(name, "unknown_tool", msg))
-            return error_result(name, "unknown_tool", msg)
+            shown = truncate(str(name), 200)
+            msg = f"unknown tool {shown!r}; available tools: {', '.join(self.tools) or '(none)'}"
+            text, err = failure(shown, "unknown_tool", msg, self.max_output_chars)
+            self.tool_errors.append(err)
+            return text
         text, err = await dispatch(spec, arguments, self)
         if err is not None:
             self.tool_errors.append(err)

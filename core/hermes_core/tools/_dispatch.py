@@ -21,7 +21,7 @@ class _Context(Protocol):
 
     max_output_chars: int
 
-__all__ = ["ToolError", "dispatch", "truncate", "error_result"]
+__all__ = ["ToolError", "bound", "dispatch", "error_result", "failure", "truncate"]
 
 
 @dataclass(frozen=True)
@@ -43,16 +43,16 @@ def error_result(tool: str, kind: str, message: str, **details: Any) -> str:
 
 
 def truncate(text: str, limit: int) -> str:
-    """Bound ``text`` to about ``limit`` characters: head and tail, with a note of the cut."""
+    """Bound ``text`` to at most ``limit`` characters: head and tail, with a note of the cut
+    (the note counts against the limit)."""
     if limit <= 0 or len(text) <= limit:
         return text
-    head = int(limit * 0.4)
-    tail = limit - head
-    cut = len(text) - head - tail
-    return (
-        f"{text[:head]}\n\n[... {cut} characters omitted; showing the first {head} and the last "
-        f"{tail} of {len(text)} ...]\n\n{text[-tail:]}"
-    )
+    note = "\n\n[... {cut} characters omitted; showing the first {head} and the last {tail} of {total} ...]\n\n"
+    room = max(0, limit - len(note.format(cut=len(text), head=limit, tail=limit, total=len(text))))
+    head = int(room * 0.4)
+    tail = room - head
+    body = note.format(cut=len(text) - head - tail, head=head, tail=tail, total=len(text))
+    return f"{text[:head]}{body}{text[len(text) - tail:] if tail else ''}"
 
 
 def _describe_validation(e: ValidationError) -> str:
@@ -64,7 +64,9 @@ def _describe_validation(e: ValidationError) -> str:
         elif err["type"] == "missing":
             parts.append(f"missing required argument {loc!r}")
         else:
-            parts.append(f"argument {loc!r}: {err['msg']} (got {err.get('input')!r})")
+            got = repr(err.get("input"))
+            got = got if len(got) <= 200 else f"{got[:200]}... ({len(got)} characters)"
+            parts.append(f"argument {loc!r}: {err['msg']} (got {got})")
     return "; ".join(parts)
 
 
@@ -98,8 +100,20 @@ def parse_arguments(raw: Any) -> dict[str, Any]:
     return value
 
 
+#: A failed call's message as recorded on the rollout (results rows stay small).
+RECORDED_MESSAGE_CHARS = 2000
+
+
+def failure(tool: str, kind: str, message: str, limit: int, **details: Any) -> tuple[str, ToolError]:
+    """The model-facing error (bounded like every result) and the error recorded on the rollout."""
+    body = {"error": {"type": kind, "tool": tool, "message": message, **details}}
+    return bound(body, limit), ToolError(truncate(tool, 200), kind, truncate(message, RECORDED_MESSAGE_CHARS))
+
+
 async def dispatch(spec: ToolSpec, raw_args: Any, ctx: _Context) -> tuple[str, ToolError | None]:
-    """Run one tool call; return (model-facing text, the error if it failed)."""
+    """Run one tool call; return (model-facing text, the error if it failed). Every text it
+    returns, error results included, is bounded by ``ctx.max_output_chars``."""
+    limit = ctx.max_output_chars
     try:
         args = spec.args_model.model_validate(parse_arguments(raw_args))
         if inspect.iscoroutinefunction(spec.handler):
@@ -109,28 +123,44 @@ async def dispatch(spec: ToolSpec, raw_args: Any, ctx: _Context) -> tuple[str, T
             if inspect.isawaitable(value):
                 value = await value
     except ToolFailure as e:
-        return error_result(spec.name, e.kind, str(e), **e.details), ToolError(spec.name, e.kind, str(e))
+        return failure(spec.name, e.kind, str(e), limit, **e.details)
     except ValidationError as e:
-        msg = _describe_validation(e)
-        return error_result(spec.name, "invalid_arguments", msg), ToolError(spec.name, "invalid_arguments", msg)
+        return failure(spec.name, "invalid_arguments", _describe_validation(e), limit)
     except asyncio.CancelledError:
         raise
     except Exception as e:
-        msg = f"{type(e).__name__}: {e}"
-        return error_result(spec.name, "exception", msg), ToolError(spec.name, "exception", msg)
-    return bound(value, ctx.max_output_chars), None
+        return failure(spec.name, "exception", f"{type(e).__name__}: {e}", limit)
+    return bound(value, limit), None
+
+
+def _json_len(text: str) -> int:
+    """Length of ``text`` once JSON-escaped (without the quotes)."""
+    return len(json.dumps(text, ensure_ascii=False)) - 2
 
 
 def bound(value: Any, limit: int) -> str:
     """Model-facing text of a tool result, at most about ``limit`` characters.
 
-    Plain text is cut head + tail. Structured results stay valid JSON: their longest string
-    fields are cut instead of the serialised text.
+    Plain text is cut head + tail. Structured results (and text that is a JSON object or array)
+    stay valid JSON: their longest string fields are cut instead of the serialised text. The
+    budget is charged in serialised characters, so text whose escaping doubles it (newlines,
+    quotes) is cut to what fits, not to a fraction of it.
     """
     if isinstance(value, str):
-        return truncate(value, limit)
+        if len(value) <= limit or limit <= 0:
+            return value
+        head = value.lstrip()[:1]
+        if head in ("{", "["):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                return truncate(value, limit)
+        else:
+            return truncate(value, limit)
     text = json.dumps(value, ensure_ascii=False, default=str)
-    for _ in range(8):
+    if limit <= 0:
+        return text
+    for _ in range(12):
         if len(text) <= limit:
             return text
         leaves: list[tuple[int, Any, Any]] = []
@@ -139,15 +169,25 @@ def bound(value: Any, limit: int) -> str:
             items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
             for k, v in items:
                 if isinstance(v, str):
-                    leaves.append((len(v), node, k))
+                    leaves.append((_json_len(v), node, k))
                 else:
                     collect(v)
 
         collect(value)
         if not leaves:
             break
-        size, node, key = max(leaves, key=lambda t: t[0])
+        escaped, node, key = max(leaves, key=lambda t: t[0])
+        if escaped <= 300:
+            break  # nothing long left to cut: the structure itself is over the limit
+        raw = node[key]
         excess = len(text) - limit
-        node[key] = truncate(node[key], max(200, size - excess - 200))
+        # Charge the excess in escaped characters, converted at this string's own density,
+        # plus room for the note truncate() adds.
+        keep_escaped = max(200, escaped - excess - 160)
+        node[key] = truncate(raw, max(100, int(keep_escaped * len(raw) / escaped)))
         text = json.dumps(value, ensure_ascii=False, default=str)
+    if len(text) > limit:
+        # A structure with very many short fields: cut its text and say so (no longer JSON only
+        # when nothing else could keep it under the bound).
+        return truncate(text, limit)
     return text

@@ -260,7 +260,8 @@ def materialize_parquet(path: Path, *, cache_dir: Path | None = None) -> Path:
     """Unpack a Terminal-Bench parquet table into task directories (cached by the file's hash).
 
     Columns read: ``task_name`` (or ``task_id``), ``instruction``, ``docker_image``,
-    ``environment_tar`` / ``tests_tar`` / ``solution_tar`` (base64 tar.gz, or raw bytes),
+    ``environment_tar`` / ``tests_tar`` / ``solution_tar`` / ``steps_tar`` (base64 tar.gz, or raw
+    bytes; ``solution_tar`` and ``steps_tar`` are hermes additions),
     ``test_sh``, ``task_toml``, and ``archive`` (a whole task directory as a tar; the TB1 form).
     A row without ``task_toml`` gets a default one (with ``docker_image`` when given).
     """
@@ -296,7 +297,8 @@ def materialize_parquet(path: Path, *, cache_dir: Path | None = None) -> Path:
         d.mkdir()
         if row.get("archive") is not None:
             _untar(row["archive"], d, f"{where} (archive)")
-        for column, sub in (("environment_tar", "environment"), ("tests_tar", "tests"), ("solution_tar", "solution")):
+        for column, sub in (("environment_tar", "environment"), ("tests_tar", "tests"), ("solution_tar", "solution"),
+                            ("steps_tar", "steps")):
             if row.get(column) is not None:
                 _untar(row[column], d / sub, f"{where} ({column})")
         if row.get("instruction") is not None:

@@ -274,3 +274,27 @@ def test_served_view_run_list_to_rollout_filter_and_compare(page: Any, shots: Sh
     page.wait_for_url("**/compare")
     assert page.locator("#compare-table tr.compare-row").count() == 12
     shots(page, "served-5-compare")
+
+
+def test_static_report_sorts_tables_by_a_column(page: Any, shots: Shots, synth_run: Path, tmp_path: Path) -> None:
+    report = tmp_path / "report.html"
+    assert main([str(synth_run), "--out", str(report)]) == 0
+    page.goto(report.as_uri() + "#run-0")
+
+    def column(table: str, i: int) -> list[str]:
+        return page.eval_on_selector_all(f"{table} tbody tr:not(.total):not(.hidden)",
+                                         f"rows => rows.map(r => r.children[{i}].textContent.trim())")
+
+    page.click("#tasks-0 thead th:text-is('mean reward')")
+    means = [float(v) for v in column("#tasks-0", 2)]
+    assert means == sorted(means) and means[0] < means[-1]
+    page.click("#tasks-0 thead th:text-is('mean reward')")
+    assert [float(v) for v in column("#tasks-0", 2)] == sorted(means, reverse=True)
+    assert page.locator("#tasks-0 tbody tr").last.get_attribute("class") == "total"  # the total row stays last
+    page.click("#rollouts-0 thead th:text-is('reward')")
+    page.check("#view-run-0 form.filters input[name=failed]")
+    rewards = column("#rollouts-0", 3)
+    numeric = [float(v) for v in rewards if v != "-"]
+    assert numeric == sorted(numeric) and rewards[len(numeric):] == ["-"] * (len(rewards) - len(numeric))
+    assert all(float(v) < 1.0 for v in numeric)
+    shots(page, "static-sorted")

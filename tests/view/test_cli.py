@@ -89,3 +89,20 @@ def test_embed_limit_leaves_transcripts_out_and_says_so(synth_run: Path, tmp_pat
     html = out.read_text()
     assert html.count('<script type="text/html"') == int(m.group(1))
     assert f"{m.group(2)} transcript(s) are not embedded" in html
+
+
+def test_register_adds_view_to_a_parent_parser(real_run: Path, capsys) -> None:
+    """The wiring the `hermes` dispatcher uses: register(subparsers), then args.func(args)."""
+    import argparse
+
+    from hermes_core.errors import HermesError
+    from hermes_core.view.cli import register
+
+    parser = argparse.ArgumentParser(prog="hermes")
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["view", str(real_run), "--rollout", "hello-file#2", "--text"])
+    assert args.func(args) == 0
+    assert capsys.readouterr().out.startswith("hello-file#2 · task hello-file")
+    args = parser.parse_args(["view", str(real_run), "--rollout", "missing#0"])
+    with pytest.raises(HermesError, match="no rollout 'missing#0'"):
+        args.func(args)

@@ -83,6 +83,46 @@
     document.title = (title ? title.textContent.trim() : "runs") + " · hermes view";
   }
 
+  // Click a column header to sort by it (again: reverse). Numbers sort as numbers, "-" last.
+  function cellValue(row, i) {
+    var cell = row.children[i];
+    var t = cell ? cell.textContent.trim() : "";
+    if (t === "" || t === "-" || t === "\u2013") return null;
+    var m = t.match(/^(\d+)m([\d.]+)s$/);
+    if (m) return 60 * parseFloat(m[1]) + parseFloat(m[2]);
+    if (/^[+-]?[\d,]*\.?\d+(%|s)?$/.test(t)) return parseFloat(t.replace(/[,%s]/g, ""));
+    return t;
+  }
+  function makeSortable(table, after) {
+    var head = table.tHead && table.tHead.rows[table.tHead.rows.length - 1];
+    if (!head || table.tHead.rows.length > 1) return;
+    Array.prototype.forEach.call(head.cells, function (th, i) {
+      th.style.cursor = "pointer";
+      th.title = "sort";
+      th.addEventListener("click", function () {
+        var body = table.tBodies[0];
+        var rows = Array.prototype.filter.call(body.rows, function (r) { return !r.classList.contains("total"); });
+        var total = Array.prototype.filter.call(body.rows, function (r) { return r.classList.contains("total"); });
+        var dir = th.getAttribute("data-sort") === "asc" ? -1 : 1;
+        Array.prototype.forEach.call(head.cells, function (c) { c.removeAttribute("data-sort"); });
+        th.setAttribute("data-sort", dir === 1 ? "asc" : "desc");
+        rows.sort(function (a, b) {
+          var x = cellValue(a, i), y = cellValue(b, i);
+          if (x === null) return y === null ? 0 : 1;
+          if (y === null) return -1;
+          if (typeof x === "number" && typeof y === "number") return dir * (x - y);
+          return dir * String(x).localeCompare(String(y));
+        });
+        rows.concat(total).forEach(function (r) { body.appendChild(r); });
+        if (after) after();
+      });
+    });
+  }
+  document.querySelectorAll("table.task-table, #run-list").forEach(function (t) { makeSortable(t); });
+  if (mode === "static") {
+    document.querySelectorAll("table.rollout-table").forEach(function (t) { makeSortable(t, route); });
+  }
+
   // Filters apply at once (no wait for the asynchronous hashchange event) and stay linkable.
   function navigate(hash) {
     if (location.hash !== hash) history.pushState(null, "", hash);

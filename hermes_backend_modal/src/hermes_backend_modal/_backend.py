@@ -144,6 +144,12 @@ class ModalSandbox(Sandbox):
             await asyncio.sleep(delay)
             delay = min(delay * 2, 8.0)
         self.modal_id = self._sb.object_id
+        if self.closed:  # closed while the create was in flight: that close could not see it
+            sb, self._sb = self._sb, None
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(self.opts.rpc_timeout):
+                    await sb.terminate.aio()
+            raise SandboxClosedError(f"sandbox {self.sandbox_id} was closed while it was being created")
 
     async def _reap_lost_create(self) -> None:
         """Terminate any sandbox made by a create whose answer never arrived."""
@@ -215,17 +221,24 @@ class ModalSandbox(Sandbox):
         except Exception as e:  # noqa: BLE001
             raise await self._gone_or(e, "exec") from None
 
-    async def _gone_or(self, exc: BaseException, what: str) -> SandboxError:
-        """A SandboxGoneError when the sandbox has ended, else the translated error."""
-        code = None
+    async def _ended(self) -> int | None:
+        """The sandbox's exit code if Modal says it has ended, else ``None``."""
+        if self._sb is None:
+            return None
         with contextlib.suppress(Exception):
             async with asyncio.timeout(10):
-                code = await self._sb.poll.aio()
+                return await self._sb.poll.aio()  # type: ignore[no-any-return]
+        return None
+
+    def _gone_message(self, code: int | None) -> str:
+        return (f"Modal sandbox {self.modal_id} of {self.sandbox_id} has ended (exit {code}): terminated, timed "
+                "out, or its main process exited")
+
+    async def _gone_or(self, exc: BaseException, what: str) -> SandboxError:
+        """A SandboxGoneError when the sandbox has ended, else the translated error."""
+        code = await self._ended()
         if code is not None:
-            return SandboxGoneError(
-                f"Modal sandbox {self.modal_id} of {self.sandbox_id} has ended (exit {code}): terminated, timed "
-                "out, or its main process exited"
-            )
+            return SandboxGoneError(self._gone_message(code))
         return _modal_error(exc, f"{what} in Modal sandbox {self.modal_id}")
 
     async def exec(
@@ -264,6 +277,8 @@ class ModalSandbox(Sandbox):
             if feeder is not None and not feeder.done():
                 feeder.cancel()
         if code is not None and code != -1:  # -1: Modal's exec timeout expired
+            if code > 128 and await self._ended():
+                raise SandboxGoneError(self._gone_message(await self._ended()))
             return ExecResult(code, buf.getvalue().decode("utf-8", "replace"))
         await self._signal_marked(9, marker)
         with contextlib.suppress(TimeoutError, Exception):

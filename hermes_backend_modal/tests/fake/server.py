@@ -116,6 +116,8 @@ class Exec:
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     done: asyncio.Event = field(default_factory=asyncio.Event)
     stdin_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    #: The container had stopped when ``docker exec`` ran (the task was gone): calls answer NOT_FOUND.
+    gone: bool = False
 
     def notify(self) -> None:
         self.changed.set()
@@ -375,6 +377,10 @@ class FakeModal:
         if sb.running:  # "from outside": the container dies; the events stream reports it
             await _run(self.docker, "kill", sb.container, timeout=30)
 
+    async def _container_running(self, sb: FakeSandbox) -> bool:
+        code, out = await _run(self.docker, "inspect", "-f", "{{.State.Running}}", sb.container, timeout=30)
+        return code == 0 and out.strip() == b"true"
+
     async def terminate(self, sb: FakeSandbox) -> None:
         self.finish(sb, api_pb2.GenericResult.GENERIC_STATUS_TERMINATED, 137, remove=False)
         await _run(self.docker, "rm", "-f", sb.container, timeout=60)
@@ -453,8 +459,13 @@ class FakeModal:
                 async with asyncio.timeout(10):
                     await wait_all()
             ex.code = 128 + 9
-        if not sb.running:
+        if sb.running and ex.code != 0 and not await self._container_running(sb):
+            # The exec ended because the container died (docker's "die" event may still be on
+            # its way): for Modal that is an exec whose task finished.
+            self.finish(sb, api_pb2.GenericResult.GENERIC_STATUS_FAILURE, 137, remove=True)
+        if not sb.running:  # the task died under the exec
             ex.code = 128 + 9 if ex.code is None or ex.code < 0 else ex.code
+            ex.gone = True
         if ex.code is not None and ex.code < 0:
             ex.code = 128 - ex.code
         ex.eof[1] = ex.eof[2] = True
@@ -465,7 +476,10 @@ class FakeModal:
         sb = self.by_task.get(task_id)
         if sb is None or exec_id not in sb.execs:
             raise GRPCError(Status.NOT_FOUND, f"exec {exec_id} not found")
-        return sb.execs[exec_id]
+        ex = sb.execs[exec_id]
+        if ex.gone:
+            raise GRPCError(Status.NOT_FOUND, f"task {task_id} has finished")
+        return ex
 
     async def close(self) -> None:
         """Remove every container of this instance (and stop watching the engine)."""
@@ -738,6 +752,8 @@ class RouterServicer(_unimplemented_base(tcr_grpc.TaskCommandRouterBase, "fake")
         req = await self._req(stream, "TaskExecWait")
         ex = self.fake.get_exec(req.task_id, req.exec_id)
         await ex.done.wait()
+        if ex.gone:
+            raise GRPCError(Status.NOT_FOUND, f"task {req.task_id} has finished")
         await stream.send_message(self._status(ex, sr_pb2.TaskExecWaitResponse()))
 
     async def TaskExecPoll(self, stream):

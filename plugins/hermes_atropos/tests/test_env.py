@@ -107,6 +107,17 @@ async def test_a_group_that_keeps_failing_is_dropped_not_sent_short(tokenizer_di
         await env.aclose()
 
 
+async def test_a_prompt_longer_than_max_token_length_is_an_infra_failure(tokenizer_dir, scripted, policy):
+    env = make_env(tokenizer_dir, scripted.base_url, max_token_length=64, infra_retries=0)
+    await env.setup()
+    try:
+        group, _ = await env.collect_trajectories(await env.get_next_item())
+        assert group is None and policy.calls == 0
+        assert env.stats.metrics()["train/groups_dropped"] == 1
+    finally:
+        await env.aclose()
+
+
 async def test_wandb_log_reports_rewards_turns_and_tool_errors(tokenizer_dir, scripted, tmp_path):
     env = make_env(tokenizer_dir, scripted.base_url, metrics_path=str(tmp_path / "m.jsonl"))
     await env.setup()

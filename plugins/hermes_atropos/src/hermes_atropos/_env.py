@@ -71,7 +71,7 @@ class HermesAtroposEnv(BaseEnv):
     # ------------------------------------------------------------------ setup
 
     async def setup(self) -> None:
-        from hermes_core import Runner, Runtime
+        from hermes_core import Runtime
 
         self.stats = GroupStats()
         self.runtime = Runtime()
@@ -174,7 +174,9 @@ class HermesAtroposEnv(BaseEnv):
         rollouts = await self._group(runner, item, self.config.group_size, self.stats)
         if rollouts is None:
             return None, []
-        group = build_group(rollouts, self._template(), self._tools(item))
+        # Tool schemas are only needed to re-tokenize chat-completions rollouts.
+        tokenized = all(getattr(r.result, "tokens", None) for r in rollouts)
+        group = build_group(rollouts, self._template(), None if tokenized else self._tools(item))
         self.stats.groups_sent += 1
         return group, []
 

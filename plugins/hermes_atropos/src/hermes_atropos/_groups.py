@@ -15,11 +15,13 @@ __all__ = ["is_infra_failure", "rollout_sequence", "build_group", "GroupStats"]
 
 def is_infra_failure(rollout: Any) -> str | None:
     """Why a rollout says nothing about the policy (so its group must not be trained on), or
-    ``None``: the sandbox or the task's setup failed, the model server failed, or the verifier
-    failed."""
+    ``None``: the sandbox or the task's setup failed, the prompt alone is too long, the model
+    server failed, or the verifier failed."""
     record = rollout.record
     if record.get("infra_error"):
         return record.get("error") or "infra error"
+    if rollout.result.stop_reason == "length" and rollout.result.turns == 0:
+        return "the prompt alone reaches max_token_length (raise --env.max_token_length)"
     if rollout.result.stop_reason == "api_error":
         return rollout.result.error or "model server error"
     if record.get("verifier_error"):

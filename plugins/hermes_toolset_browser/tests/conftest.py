@@ -92,7 +92,9 @@ def server():
 @pytest.fixture
 async def runtime():
     rt = Runtime(plugins=[hermes_toolset_browser])
-    hermes_toolset_browser.configure(rt, executable=CHROMIUM, navigation_timeout=10)
+    # Generous timeouts: a loaded CI machine must not turn slowness into failures (the tests of
+    # timeouts set short ones themselves).
+    hermes_toolset_browser.configure(rt, executable=CHROMIUM, navigation_timeout=60, action_timeout=30, launch_timeout=120)
     try:
         yield rt
     finally:

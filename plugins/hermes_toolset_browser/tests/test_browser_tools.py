@@ -116,7 +116,7 @@ async def test_dialogs_are_accepted_and_reported(ctx, server):
 
 
 async def test_dialogs_can_be_dismissed(runtime, server):
-    hermes_toolset_browser.configure(runtime, dialogs="dismiss")
+    hermes_toolset_browser.configure(runtime, hermes_toolset_browser.options_for(runtime), dialogs="dismiss")
     async with runtime.rollout(backend="local", toolsets=["browser"]) as ctx:
         url = server.page("/d", """<p id=out>-</p><button onclick="document.getElementById('out').textContent =
           'answer: ' + prompt('Your name?', 'x')">Ask</button>""")
@@ -128,7 +128,7 @@ async def test_dialogs_can_be_dismissed(runtime, server):
 
 
 async def test_page_that_never_finishes_loading_is_a_timeout_error(runtime, server):
-    hermes_toolset_browser.configure(runtime, navigation_timeout=1.5)
+    hermes_toolset_browser.configure(runtime, hermes_toolset_browser.options_for(runtime), navigation_timeout=1.5)
     server.routes["/hang"] = lambda q, h: (server.release.wait(60), (200, {}, b""))[1]
     async with runtime.rollout(backend="local", toolsets=["browser"]) as ctx:
         out = await call(ctx, "browser_navigate", url=server.base + "/hang")
@@ -139,7 +139,7 @@ async def test_page_that_never_finishes_loading_is_a_timeout_error(runtime, serv
 
 
 async def test_hanging_subresource_does_not_fail_navigation(runtime, server):
-    hermes_toolset_browser.configure(runtime, load_grace=0.5)
+    hermes_toolset_browser.configure(runtime, hermes_toolset_browser.options_for(runtime), load_grace=0.5)
     server.routes["/slow.png"] = lambda q, h: (server.release.wait(60), (200, {"Content-Type": "image/png"}, b""))[1]
     async with runtime.rollout(backend="local", toolsets=["browser"]) as ctx:
         out = await call(ctx, "browser_navigate", url=server.page("/p", "<title>T</title><p>text</p><img src='/slow.png'>"))
@@ -228,7 +228,7 @@ async def test_file_urls_are_refused(ctx):
 
 
 async def test_snapshot_is_bounded(runtime, server):
-    hermes_toolset_browser.configure(runtime, max_snapshot_chars=2000)
+    hermes_toolset_browser.configure(runtime, hermes_toolset_browser.options_for(runtime), max_snapshot_chars=2000)
     async with runtime.rollout(backend="local", toolsets=["browser"]) as ctx:
         items = "".join(f"<li><a href='/i{i}'>item number {i}</a></li>" for i in range(500))
         await call(ctx, "browser_navigate", url=server.page("/big", f"<ul>{items}</ul>"))

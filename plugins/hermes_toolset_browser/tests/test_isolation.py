@@ -58,7 +58,7 @@ async def test_cleanup_closes_the_rollouts_context(runtime, server):
 
 
 async def test_cap_on_open_contexts(runtime, server):
-    hermes_toolset_browser.configure(runtime, max_contexts=2, context_wait=0.5)
+    hermes_toolset_browser.configure(runtime, hermes_toolset_browser.options_for(runtime), max_contexts=2, context_wait=0.5)
     url = server.page("/p", "<p>p</p>")
     async with runtime.rollout(backend="local", toolsets=["browser"]) as a, \
             runtime.rollout(backend="local", toolsets=["browser"]) as b:
@@ -73,7 +73,7 @@ async def test_cap_on_open_contexts(runtime, server):
 
 
 async def test_a_waiting_rollout_gets_the_next_free_slot(runtime, server):
-    hermes_toolset_browser.configure(runtime, max_contexts=1, context_wait=30)
+    hermes_toolset_browser.configure(runtime, hermes_toolset_browser.options_for(runtime), max_contexts=1, context_wait=30)
     url = server.page("/p", "<p>p</p>")
     async with runtime.rollout(backend="local", toolsets=["browser"]) as a:
         await call(a, "browser_navigate", url=url)
@@ -158,7 +158,7 @@ async def test_rollouts_of_two_runtimes_use_two_browsers(server):
 
 
 async def test_missing_chromium_is_a_structured_error(runtime):
-    hermes_toolset_browser.configure(runtime, executable="/nonexistent/chromium")
+    hermes_toolset_browser.configure(runtime, hermes_toolset_browser.options_for(runtime), executable="/nonexistent/chromium")
     async with runtime.rollout(backend="local", toolsets=["browser"]) as ctx:
         out = await call(ctx, "browser_navigate", url="http://127.0.0.1:9/")
         assert out["error"]["type"] == "browser_unavailable" and "apt-get install chromium" in out["error"]["message"]

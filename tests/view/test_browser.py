@@ -298,3 +298,29 @@ def test_static_report_sorts_tables_by_a_column(page: Any, shots: Shots, synth_r
     assert numeric == sorted(numeric) and rewards[len(numeric):] == ["-"] * (len(rewards) - len(numeric))
     assert all(float(v) < 1.0 for v in numeric)
     shots(page, "static-sorted")
+
+
+def test_hostile_content_runs_no_script_in_the_report_or_the_server(page: Any, tmp_path: Path) -> None:
+    from .test_hostile import HOSTILE, write_run
+
+    run = write_run(tmp_path / "evil", HOSTILE)
+    report = tmp_path / "report.html"
+    assert main([str(run), "--out", str(report)]) == 0
+    page.goto(report.as_uri() + "#r-0-0")
+    assert page.locator("#view-rollout .msg").count() == 4
+    assert "window.pwned=1" in page.locator("#view-rollout .msg.user").inner_text()
+    assert page.evaluate("typeof window.pwned") == "undefined"
+    assert page.locator("#view-rollout img").count() == 0  # the remote image is a link, never loaded
+    from hermes_core.view.loader import open_runs
+    from hermes_core.view.server import ViewServer
+
+    srv = ViewServer(open_runs([run]))
+    srv.start()
+    try:
+        page.goto(srv.url + "run/0/rollout/0")
+        assert "window.pwned=1" in page.locator("#view-rollout .msg.user").inner_text()
+        page.goto(srv.url + "run/0")
+        assert page.evaluate("typeof window.pwned") == "undefined"
+    finally:
+        srv.shutdown()
+        srv.server_close()

@@ -7,7 +7,7 @@ from typing import IO, Any
 from .html import transcript_context
 from .loader import Run
 from .stats import passed
-from .transcript import Block, human_size
+from .transcript import Block, clean, human_size
 
 __all__ = ["print_rollout"]
 
@@ -26,10 +26,13 @@ def print_rollout(run: Run, n: int, *, file: IO[str] | None = None, width: int |
     long blocks are folded to their head and tail with their size unless ``full``.
     """
     from rich.console import Console
-    from rich.markup import escape
+    from rich.markup import escape as _escape
     from rich.panel import Panel
     from rich.syntax import Syntax
     from rich.text import Text
+
+    def escape(text: str) -> str:  # markup-escaped, control characters neutralised (hostile output)
+        return _escape(clean(text))
 
     console = Console(file=file, width=width, highlight=False, soft_wrap=False)
     t = transcript_context(run, n)
@@ -51,7 +54,7 @@ def print_rollout(run: Run, n: int, *, file: IO[str] | None = None, width: int |
     for label, text, tb in t["errors"]:
         console.print(f"[bold red]{escape(label)}:[/] {escape(text)}")
         if tb:
-            console.print(Text(str(tb), style="red"))
+            console.print(Text(clean(str(tb)), style="red"))
     if t["messages"] is None:
         console.print(f"[yellow]{escape(t['missing'] or 'no trajectory')}")
         return
@@ -82,7 +85,7 @@ def print_rollout(run: Run, n: int, *, file: IO[str] | None = None, width: int |
     for m in t["messages"]:
         head = f"── {m.role}"
         if m.role == "tool":
-            head += f" · {m.name or '?'}"
+            head += f" · {clean(m.name or '?')}"
             if m.exit_code is not None:
                 head += f" · exit {m.exit_code}"
             if m.is_error:
@@ -96,6 +99,6 @@ def print_rollout(run: Run, n: int, *, file: IO[str] | None = None, width: int |
         for b in m.blocks:
             block(b)
         for c in m.tool_calls:
-            console.print(Text(f"→ {c.name}", style="bold magenta"))
+            console.print(Text(f"→ {clean(c.name)}", style="bold magenta"))
             for b in c.arguments:
                 block(b, "  ")

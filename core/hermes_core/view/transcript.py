@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Block", "Message", "ToolCall", "decode_messages", "decode_value", "human_size"]
+__all__ = ["Block", "Message", "ToolCall", "clean", "decode_messages", "decode_value", "human_size"]
 
 #: Text longer than this (characters) or with more lines is folded, its size shown.
 FOLD_CHARS = 2000
@@ -26,6 +26,10 @@ SHOW_CHARS = 100_000
 _TEXT_MIN = 60
 #: Fields always shown as text when they hold a string (commands, code, file content, output).
 _TEXT_KEYS = frozenset({"command", "code", "script", "content", "patch", "output", "stdout", "stderr", "text", "cmd"})
+#: ANSI escape sequences (colours, cursor moves, OSC titles/hyperlinks): dropped from what is shown.
+_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
+#: Other control characters (a hostile sandbox may print them to reach the reader's terminal).
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _THINK = re.compile(r"^\s*<think>(.*?)</think>\s*", re.S)
 _IMAGE_URL = re.compile(r"^data:image/(png|jpeg|gif|webp);base64,[A-Za-z0-9+/=]")
 
@@ -90,8 +94,16 @@ class Message:
     index: int = 0
 
 
+def clean(text: str) -> str:
+    """``text`` safe to show: ANSI sequences removed, other control characters as ``\\xNN``
+    (line breaks and tabs kept; ``\\r\\n`` becomes ``\\n``)."""
+    text = _ANSI.sub("", text.replace("\r\n", "\n"))
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 def _text_block(text: str, label: str | None = None, kind: str = "text") -> Block:
     size = len(text)
+    text = clean(text)
     lines = text.count("\n") + (1 if text and not text.endswith("\n") else 0)
     cut = 0
     if size > SHOW_CHARS:
@@ -147,14 +159,14 @@ def _decode_object(data: dict[str, Any]) -> tuple[list[Block], bool, int | None]
     err = data.get("error")
     if isinstance(err, dict) and (err.get("message") or err.get("type")):
         is_error = True
-        head = f"{err.get('type') or 'error'}: {err.get('message') or ''}".strip()
+        head = clean(f"{err.get('type') or 'error'}: {err.get('message') or ''}".strip())
         blocks.append(Block("error", head, label=str(err.get("tool") or "error"), size=len(head), lines=1))
         extra = {k: v for k, v in err.items() if k not in ("type", "message", "tool")}
         if extra:
             rest["error"] = extra
     elif isinstance(err, str) and err:
         is_error = True
-        blocks.append(Block("error", err, label="error", size=len(err), lines=err.count("\n") + 1))
+        blocks.append(Block("error", clean(err), label="error", size=len(err), lines=err.count("\n") + 1))
     texts: list[Block] = []
     for k, v in data.items():
         if k == "error":
@@ -181,8 +193,10 @@ def _parts(parts: list[Any]) -> list[Block]:
         elif isinstance(p, dict) and p.get("type") in ("image_url", "image"):
             url = p.get("image_url")
             url = url.get("url") if isinstance(url, dict) else url or p.get("url") or p.get("data")
-            if isinstance(url, str) and (url.startswith("data:image/") or url.startswith(("http://", "https://"))):
+            if _image(url):
                 blocks.append(Block("image", url, label="image", size=len(url)))
+            elif isinstance(url, str):  # a remote image is a link: the report makes no requests
+                blocks.append(_text_block(url, label="image URL"))
             else:
                 blocks.append(_text_block(_pretty(p), kind="json"))
         else:

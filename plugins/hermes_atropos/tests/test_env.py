@@ -161,3 +161,18 @@ def test_importing_hermes_core_and_the_package_does_not_import_atroposlib():
 def test_specials_are_single_tokens(hf_tokenizer):
     for s in SPECIALS:
         assert len(hf_tokenizer.encode(s, add_special_tokens=False)) == 1
+
+
+def test_hermes_eval_runs_the_openai_completions_agent(tmp_path, tokenizer_dir, scripted):
+    """The registered agent through the hermes CLI (tokenizer from $HERMES_TOKENIZER)."""
+    import os
+
+    env = dict(os.environ, HERMES_DISABLE_PLUGIN_AUTOLOAD="1", HERMES_TOKENIZER=str(tokenizer_dir))
+    hermes = [sys.executable, "-m", "hermes_core.cli"]
+    out = subprocess.run([*hermes, "eval", "terminal-test", "--agent", "openai-completions", "--base-url", scripted.base_url,
+                          "--tasks", "hello-file", "--group-size", "2", "--out", str(tmp_path / "run"), "--quiet", "--json"],
+                         capture_output=True, text=True, timeout=180, env=env, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    records = [json.loads(line) for line in (tmp_path / "run" / "results.jsonl").read_text().splitlines()]
+    assert sorted(r["reward"] for r in records) == [0.0, 1.0]
+    assert all(r["turns"] == 2 and r["stop_reason"] == "final_answer" for r in records)

@@ -315,14 +315,27 @@ def completions_factory(base_url: str = "http://127.0.0.1:8000/v1", tokenizer: A
     """Build the ``openai-completions`` agent. ``tokenizer`` is a ``transformers`` name or local
     path (or a tokenizer object); ``chat_template`` overrides its template (Jinja text or a file).
 
+    The command line (``hermes eval --agent openai-completions --base-url URL``) passes only the
+    common agent flags; the rest come from ``$HERMES_TOKENIZER``, ``$HERMES_CHAT_TEMPLATE``,
+    ``$HERMES_TOOL_CALL_PARSER`` and ``$HERMES_COMPLETIONS_API`` (``vllm`` | ``sglang``).
+
     Raises:
         ValueError: no tokenizer/template given.
     """
+    import os
+
     from ._template import ChatTemplate
 
+    tokenizer = tokenizer if tokenizer is not None else os.environ.get("HERMES_TOKENIZER") or None
+    chat_template = chat_template if chat_template is not None else os.environ.get("HERMES_CHAT_TEMPLATE") or None
+    if parser == "hermes" and os.environ.get("HERMES_TOOL_CALL_PARSER"):
+        parser = os.environ["HERMES_TOOL_CALL_PARSER"]
+    if server == "vllm" and os.environ.get("HERMES_COMPLETIONS_API"):
+        server = os.environ["HERMES_COMPLETIONS_API"]
     if template is None:
         if tokenizer is None:
-            raise ValueError("the openai-completions agent needs a tokenizer (a transformers name or local path)")
+            raise ValueError("the openai-completions agent needs a tokenizer: a transformers name or local path "
+                             "(set HERMES_TOKENIZER for the command line)")
         template = ChatTemplate.load(tokenizer, chat_template, gguf_file=gguf_file)
     return CompletionsAgent(
         base_url, template, parser=parser, model=model, server=server, temperature=temperature, max_tokens=max_tokens,

@@ -64,7 +64,7 @@ def _function_item(t: FunctionTask, cfg: SweConfig) -> TaskItem:
         solution = f"cat > solution.py <<'{marker}'\n{body}{marker}\n"
     return TaskItem(
         id=t.task_id, prompt=prompt, image=t.image or cfg.function_image, files={"solution.py": t.prompt},
-        solution=solution, backend_options={"network": cfg.network},
+        solution=solution, backend_options={"network": cfg.network, "labels": {"swe.task": t.task_id}},
         metadata={
             "kind": "function", "entry_point": t.entry_point, "test": t.test, "test_setup": t.test_setup,
             "stub": t.prompt, "partial_credit": cfg.partial_credit, "test_timeout": cfg.test_timeout,
@@ -73,7 +73,7 @@ def _function_item(t: FunctionTask, cfg: SweConfig) -> TaskItem:
 
 
 def _repo_item(t: RepoTask, cfg: SweConfig, dataset: Path) -> TaskItem:
-    opts: dict[str, Any] = {"workdir": cfg.repo_dir, "network": cfg.network}
+    opts: dict[str, Any] = {"workdir": cfg.repo_dir, "network": cfg.network, "labels": {"swe.task": t.instance_id}}
     image = t.image_name
     if image is None:
         if t.image_build is None:

@@ -66,6 +66,16 @@ class HermesConfig(_Frozen):
     toolsets: list[str] = Field(default_factory=lambda: ["default"])
     custom_toolsets: dict[str, ToolsetConfig] = Field(default_factory=dict)
     max_output_chars: int = Field(50_000, gt=0)
+    command_output_bytes: int = Field(
+        16 * 1024 * 1024, ge=4096,
+        description="Bytes of one command's output the driver keeps (head + tail, with a note of the cut): "
+        "the cap of `exec` and of the verifier's `ctx.terminal`, whatever the sandbox prints.",
+    )
+    tool_output_bytes: int = Field(
+        1024 * 1024, ge=4096,
+        description="Bytes of a `terminal` tool command's output kept before it is bounded to "
+        "`max_output_chars` for the model.",
+    )
     processes: ProcessConfig = Field(default_factory=ProcessConfig)
 
 

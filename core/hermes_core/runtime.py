@@ -191,6 +191,7 @@ class Runtime:
             **dict(labels or {}),
         }
         sandbox = spec.factory(opts, sandbox_id=task_id, labels=all_labels)
+        sandbox.output_limit = self.config.command_output_bytes
         self._sandboxes.add(sandbox)
         return sandbox
 
@@ -222,6 +223,7 @@ class Runtime:
         ctx = ToolContext(
             sandbox, task_id=sandbox.sandbox_id, tools=tools, processes=self.task_processes(sandbox.sandbox_id),
             installed_tools=self.tools, runtime=self, max_output_chars=self.config.max_output_chars,
+            tool_output_bytes=self.config.tool_output_bytes,
         )
         ctx.add_cleanup(functools.partial(self._kill_task_processes, ctx.task_id))
         try:

@@ -112,7 +112,7 @@ class LocalSandbox(Sandbox):
         try:
             code, data, timed_out = await run_subprocess(
                 self.argv(command), cwd=self._cwd(cwd), env=self._env_for(env), stdin=stdin,
-                timeout=timeout, track=self._pgids,
+                timeout=timeout, track=self._pgids, max_output=self.output_limit,
             )
         except (FileNotFoundError, NotADirectoryError, PermissionError) as e:
             return ExecResult(127 if isinstance(e, FileNotFoundError) else 126, f"{e}\n")

@@ -7,6 +7,7 @@ import posixpath
 import shlex
 
 from hermes_core.errors import ProcessError, ToolFailure
+from hermes_core.sandbox import OutputBuffer
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -35,7 +36,7 @@ async def terminal(args: TerminalArgs, ctx) -> dict:
             f"pushd -- {shlex.quote(args.workdir)} >/dev/null && {{ {command}\n}}; "
             "__hermes_rc=$?; popd >/dev/null 2>&1; (exit $__hermes_rc)"
         )
-    result = await ctx.sandbox.shell(command, timeout=args.timeout)
+    result = await ctx.sandbox.shell(command, timeout=args.timeout, max_output=ctx.tool_output_bytes)
     body = {
         "exit_code": result.exit_code,
         "output": result.output,  # bounded (head + tail) by the dispatch site
@@ -87,17 +88,11 @@ async def _foreground_pty(args: TerminalArgs, ctx) -> dict:
         proc = await ctx.sandbox.spawn(args.command, pty=True, cwd=cwd)
     except (OSError, ProcessError) as e:
         raise ToolFailure(f"cannot start {args.command!r} on a terminal: {e}", kind="process_error") from None
-    chunks: list[bytes] = []
-    size = 0
-    limit = 4 * ctx.max_output_chars
+    out = OutputBuffer(ctx.tool_output_bytes)  # head + tail, bounded whatever it prints
 
     async def pump() -> None:
-        nonlocal size
         while chunk := await proc.read(65536):
-            chunks.append(chunk)
-            size += len(chunk)
-            while size > limit and len(chunks) > 1:  # keep the tail, bounded
-                size -= len(chunks.pop(0))
+            out.append(chunk)
 
     reader = asyncio.ensure_future(pump())
     code = await proc.wait(args.timeout)
@@ -108,7 +103,7 @@ async def _foreground_pty(args: TerminalArgs, ctx) -> dict:
     reader.cancel()
     body = {
         "exit_code": 124 if timed_out else code,
-        "output": b"".join(chunks).decode("utf-8", "replace"),
+        "output": out.getvalue().decode("utf-8", "replace"),
         "error": "timeout" if timed_out else None,
     }
     return body

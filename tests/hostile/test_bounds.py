@@ -89,3 +89,57 @@ def test_truncate_counts_its_note():
         t = truncate("z" * (3 * limit), limit)
         assert limit - 5 <= len(t) <= limit
         assert "characters omitted" in t
+
+
+# ------------------------------------------------------------------ driver memory
+
+
+@pytest.fixture
+async def sandbox(tmp_path):
+    rt = Runtime()
+    sb = rt.create_sandbox("local", {"root": str(tmp_path)})
+    await sb.start()
+    sb.output_limit = 1 << 20
+    yield sb
+    await rt.aclose()
+
+
+FLOOD = "echo FIRST; head -c 100000000 /dev/zero | tr '\\0' 'n'; echo; echo LAST"
+
+
+def _flood_checks(output: str, limit: int) -> None:
+    assert output.startswith("FIRST\n")
+    assert output.rstrip().endswith("LAST")
+    assert "bytes of output omitted" in output
+    dropped = int(output.split("[hermes: ... ")[1].split(" bytes")[0])
+    kept = len(output.encode()) - len(f"\n[hermes: ... {dropped} bytes of output omitted ...]\n")
+    assert kept + dropped == len("FIRST\n") + 100_000_000 + len("\nLAST\n")  # every byte accounted
+    assert limit - 8192 <= kept <= limit + 4096 + 64  # the cap is used, not far undershot
+
+
+async def test_exec_keeps_head_and_tail_within_the_limit(sandbox):
+    r = await sandbox.exec(FLOOD, timeout=120)
+    assert r.exit_code == 0
+    _flood_checks(r.output, sandbox.output_limit)
+
+
+async def test_shell_keeps_head_and_tail_within_the_limit(sandbox):
+    r = await sandbox.shell(FLOOD, timeout=120)
+    assert r.exit_code == 0
+    _flood_checks(r.output, sandbox.output_limit)
+    again = await sandbox.shell("echo next")  # the sentinel survived the flood
+    assert again.output == "next\n"
+
+
+async def test_shell_flood_then_timeout_keeps_the_head(sandbox):
+    r = await sandbox.shell("echo FIRST; head -c 50000000 /dev/zero | tr '\\0' 'n'; sleep 60", timeout=3)
+    assert r.timed_out and r.output.startswith("FIRST\n") and "timed out" in r.output
+    assert len(r.output.encode()) <= sandbox.output_limit + 4096 + 200
+
+
+async def test_verifier_terminal_has_its_own_larger_cap(ctx):
+    assert ctx.sandbox.output_limit == 16 * 1024 * 1024  # HermesConfig.command_output_bytes
+    assert ctx.tool_output_bytes == 1024 * 1024
+    out = await ctx.terminal("head -c 20000000 /dev/zero | tr '\\0' 'v'")
+    assert "bytes of output omitted" in out["output"]
+    assert 16_000_000 <= len(out["output"]) <= 16 * 1024 * 1024 + 200

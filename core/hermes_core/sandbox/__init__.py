@@ -11,7 +11,8 @@ group, so a signal reaches the command behind the launcher. See ``docs/backends.
 
 from ._contract import Sandbox
 from ._oneshot import run_subprocess
-from ._shell import OutputBuffer, ShellSession
+from ._output import DEFAULT_OUTPUT_LIMIT, OutputBuffer, omitted_note
+from ._shell import ShellSession
 from ._subprocess import PipeProcess, PtyProcess, exit_code, killpg, spawn_subprocess
 from ._transfer import extract_tar, tar_dir
 from ._types import (
@@ -25,6 +26,7 @@ from ._types import (
 )
 
 __all__ = [
+    "DEFAULT_OUTPUT_LIMIT",
     "TIMEOUT_EXIT_CODE",
     "Capabilities",
     "Command",
@@ -39,6 +41,7 @@ __all__ = [
     "exit_code",
     "extract_tar",
     "killpg",
+    "omitted_note",
     "run_subprocess",
     "spawn_subprocess",
     "tar_dir",

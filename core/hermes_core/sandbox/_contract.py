@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 from ..errors import SandboxClosedError, SandboxError
 from . import _transfer
+from ._output import DEFAULT_OUTPUT_LIMIT
 from ._shell import ShellSession
 from ._types import Capabilities, Command, ExecResult, Process
 
@@ -35,6 +36,10 @@ class Sandbox(abc.ABC):
     capabilities: ClassVar[Capabilities] = Capabilities()
     #: The shell that runs string commands and the stateful session.
     shell_argv: ClassVar[tuple[str, ...]] = ("bash", "-c")
+    #: Bytes of one command's output the driver keeps (head + tail, with a note of the cut);
+    #: ``exec`` and ``shell`` must stay within it whatever the command prints. The Runtime sets
+    #: it from ``HermesConfig.command_output_bytes``.
+    output_limit: int = DEFAULT_OUTPUT_LIMIT
 
     def __init__(self, options: Any = None, *, sandbox_id: str, labels: Mapping[str, str] | None = None):
         self.options = options
@@ -149,16 +154,17 @@ class Sandbox(abc.ABC):
     ) -> Process:
         """Start a background process in its own process group, stdin kept open."""
 
-    async def shell(self, command: str, *, timeout: float | None = None) -> ExecResult:
+    async def shell(self, command: str, *, timeout: float | None = None, max_output: int | None = None) -> ExecResult:
         """Run ``command`` in this sandbox's long-lived shell: ``cd`` and ``export`` persist.
 
         A timeout kills the command (its process group) and the shell survives; if the shell
-        itself died (``exit``, ``exec``), a new one is started and the output says so.
+        itself died (``exit``, ``exec``), a new one is started and the output says so. At most
+        ``max_output`` bytes of output are kept (default :attr:`output_limit`), head and tail.
         """
         self._check_open()
         if self._shell is None:
             self._shell = ShellSession(self)
-        return await self._shell.run(command, timeout=timeout)
+        return await self._shell.run(command, timeout=timeout, max_output=max_output)
 
     # ------------------------------------------------------------------ files
 

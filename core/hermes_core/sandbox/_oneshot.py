@@ -1,4 +1,5 @@
-"""One-shot commands in a local subprocess (the local backend, and launcher-based backends), without asyncio's subprocess machinery.
+"""One-shot commands in a local subprocess (the local backend, launcher-based backends),
+without asyncio's subprocess machinery.
 
 ``asyncio.create_subprocess_exec`` adds a transport, stream readers and (on 3.11) a watcher
 thread per child. Here a child is a plain ``Popen`` whose output pipe and pidfd are watched by the
@@ -13,6 +14,7 @@ import signal
 import subprocess
 from collections.abc import Mapping, Sequence
 
+from ._output import DEFAULT_OUTPUT_LIMIT, OutputBuffer
 from ._subprocess import exit_code, killpg
 
 __all__ = ["run_subprocess"]
@@ -26,8 +28,12 @@ async def run_subprocess(
     stdin: bytes | None,
     timeout: float | None,
     track: set[int] | None = None,
+    max_output: int = DEFAULT_OUTPUT_LIMIT,
 ) -> tuple[int, bytes, bool]:
     """Run ``argv`` in a new session; return (exit code, merged output, timed out).
+
+    At most ``max_output`` bytes of output are kept, head and tail, with a note of the cut: the
+    driver's memory stays bounded whatever the command prints.
 
     ``track`` holds the process group id while the command runs (so a sandbox close can kill it).
 
@@ -46,7 +52,7 @@ async def run_subprocess(
     )
     if track is not None:
         track.add(proc.pid)
-    out = bytearray()
+    out = OutputBuffer(max_output)
     eof: asyncio.Future[None] = loop.create_future()
     exited: asyncio.Future[None] = loop.create_future()
     rfd = proc.stdout.fileno()
@@ -60,7 +66,7 @@ async def run_subprocess(
         except OSError:
             chunk = b""
         if chunk:
-            out.extend(chunk)
+            out.append(chunk)
         else:
             loop.remove_reader(rfd)
             if not eof.done():
@@ -94,10 +100,10 @@ async def run_subprocess(
         if not eof.done():
             on_readable()  # usually the rest of the output and EOF are already in the pipe
         while not eof.done() and not eof.cancelled():
-            before = len(out)
+            before = out.total
             # Give the pipe a moment to drain; a grandchild holding it open is not waited for.
             await asyncio.wait([eof], timeout=0.1 if timed_out else 0.25)
-            if len(out) == before:
+            if out.total == before:
                 break
         loop.remove_reader(rfd)
         loop.remove_reader(pidfd)
@@ -113,7 +119,7 @@ async def run_subprocess(
         code = proc.wait()
         if track is not None:
             track.discard(proc.pid)
-    return exit_code(code), bytes(out), timed_out
+    return exit_code(code), out.getvalue(), timed_out
 
 
 async def _feed(loop: asyncio.AbstractEventLoop, proc: subprocess.Popen, data: bytes) -> None:

@@ -14,9 +14,10 @@ import re
 import secrets
 
 from ..errors import SandboxError
+from ._output import DEFAULT_OUTPUT_LIMIT, omitted_note
 from ._types import TIMEOUT_EXIT_CODE, ExecResult, Process, Spawner, timeout_note
 
-__all__ = ["ShellSession", "OutputBuffer"]
+__all__ = ["ShellSession"]
 
 #: Kill the shell's children that were not background jobs before the command started.
 _KILL_FOREGROUND = r"""
@@ -27,34 +28,6 @@ for c in $(cat /proc/$1/task/*/children 2>/dev/null); do
 done
 exit 0
 """
-
-
-class OutputBuffer:
-    """Bytes kept head + tail once past ``limit``, so memory stays bounded."""
-
-    def __init__(self, limit: int = 32 * 1024 * 1024):
-        self.limit = limit
-        self.head = bytearray()
-        self.tail = bytearray()
-        self.dropped = 0
-
-    def append(self, data: bytes) -> None:
-        if len(self.head) < self.limit // 2:
-            room = self.limit // 2 - len(self.head)
-            self.head += data[:room]
-            data = data[room:]
-        if data:
-            self.tail += data
-            excess = len(self.tail) - self.limit // 2
-            if excess > 0:
-                del self.tail[:excess]
-                self.dropped += excess
-
-    def getvalue(self) -> bytes:
-        if not self.dropped:
-            return bytes(self.head + self.tail)
-        note = f"\n[... {self.dropped} bytes of output omitted ...]\n".encode()
-        return bytes(self.head) + note + bytes(self.tail)
 
 
 class ShellSession:
@@ -71,6 +44,7 @@ class ShellSession:
         self._note = ""
         self._started_once = False
         self._reapers: set[asyncio.Future[None]] = set()
+        self._begin_capture(DEFAULT_OUTPUT_LIMIT)
 
     async def _ensure(self) -> None:
         if self.proc is not None and self.proc.returncode is None:
@@ -99,10 +73,31 @@ class ShellSession:
             )
         self._started_once = True
 
+    #: Unscanned-tail room kept beyond the limit, so a sentinel is never split by a drop.
+    _WINDOW = 4096
+
+    def _begin_capture(self, limit: int) -> None:
+        """Start one command's output: at most ``limit`` bytes kept (head + tail)."""
+        self._half = max(1, limit // 2)
+        self._head = bytearray()
+        self._dropped = 0
+
+    def _captured(self, before: bytes) -> str:
+        """Head, a note of what was dropped, and the tail that ends at the sentinel."""
+        if not self._dropped:
+            data = bytes(self._head) + before
+        else:
+            data = bytes(self._head) + omitted_note(self._dropped) + before
+        self._head, self._dropped = bytearray(), 0
+        return data.decode("utf-8", "replace")
+
     async def _read_until(self, pattern: re.Pattern[bytes]) -> tuple[bytes, tuple[bytes, ...]] | None:
         """Read until ``pattern`` matches; returns (bytes before it, its groups), or None at EOF.
 
-        Cancellation-safe: bytes read so far stay in ``self._pending``.
+        Memory stays bounded whatever the command prints: past the first half of the limit,
+        only the last half (plus a small window) is kept while scanning; the rest is counted
+        in ``self._dropped``. Cancellation-safe: bytes read so far stay in ``self._head`` and
+        ``self._pending``.
         """
         assert self.proc is not None
         scanned = 0
@@ -117,10 +112,24 @@ class ShellSession:
             if not chunk:
                 return None
             self._pending += chunk
+            over = len(self._pending) - self._half - self._WINDOW
+            if over > 0:
+                # Everything before the last `_half + _WINDOW` bytes was scanned already (a
+                # sentinel is far shorter than the window): keep it as head or drop it.
+                move = min(over, max(0, self._half - len(self._head)))
+                if move:
+                    self._head += self._pending[:move]
+                self._dropped += over - move
+                del self._pending[:over]
+                scanned = max(0, scanned - over)
 
-    async def run(self, command: str, *, timeout: float | None = None) -> ExecResult:
+    async def run(self, command: str, *, timeout: float | None = None, max_output: int | None = None) -> ExecResult:
+        """Run ``command`` in the shell; at most ``max_output`` bytes of its output are kept
+        (default: the sandbox's ``output_limit``), head and tail, with a note of the cut."""
         async with self._lock:
             await self._ensure()
+            limit = max_output or getattr(self.sandbox, "output_limit", None) or DEFAULT_OUTPUT_LIMIT
+            self._begin_capture(limit)
             assert self.proc is not None
             nonce = secrets.token_hex(8)
             done = re.compile(rf"\n__HERMES_{nonce}_RC_(\d+)__\n".encode())
@@ -146,17 +155,17 @@ class ShellSession:
                 raise
             if found is None:  # the shell itself ended (exit, exec, killed)
                 code = await self.proc.wait(5.0)
-                text = note + self._take_pending()
+                text = note + self._captured(self._take_pending_bytes())
                 self._note = ""
                 await self._discard()
                 return ExecResult(code if code is not None else 1, text)
             before, m = found
-            return ExecResult(int(m[0]), note + before.decode("utf-8", "replace"))
+            return ExecResult(int(m[0]), note + self._captured(before))
 
-    def _take_pending(self) -> str:
-        text = bytes(self._pending).decode("utf-8", "replace")
+    def _take_pending_bytes(self) -> bytes:
+        data = bytes(self._pending)
         self._pending = bytearray()
-        return text
+        return data
 
     async def _timed_out(self, done: re.Pattern[bytes], timeout: float | None, note: str) -> ExecResult:
         await self.kill_foreground()
@@ -166,10 +175,10 @@ class ShellSession:
         except TimeoutError:
             found = None
         if found is not None:
-            text = found[0].decode("utf-8", "replace")
+            text = self._captured(found[0])
             tail = timeout_note(timeout)
         else:  # the shell itself was busy (a builtin loop): it has to go
-            text = self._take_pending()
+            text = self._captured(self._take_pending_bytes())
             await self._discard()
             tail = (
                 f"\n[hermes: command timed out after {timeout:g}s; the shell was restarted "

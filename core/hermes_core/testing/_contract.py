@@ -33,6 +33,17 @@ HOSTILE_NAMES = [
 _MARK = "hermes-contract-sleeper"
 
 
+def mark_async_tests(cls: type) -> type:
+    """Mark the async tests defined on ``cls`` with ``pytest.mark.asyncio``, so the suite runs
+    under pytest-asyncio's default (strict) mode without the author configuring it."""
+    for name, fn in list(vars(cls).items()):
+        if name.startswith("test_") and asyncio.iscoroutinefunction(fn):
+            marks = getattr(fn, "pytestmark", [])
+            if not any(m.name == "asyncio" for m in marks):
+                setattr(cls, name, pytest.mark.asyncio(fn))
+    return cls
+
+
 class SandboxContract(ProcessContract):
     """Subclass and set :attr:`backend`; override :meth:`backend_options` and :meth:`leftovers`.
 
@@ -43,9 +54,9 @@ class SandboxContract(ProcessContract):
     #: The registered backend name under test.
     backend: str = ""
 
-    # The suite runs under pytest-asyncio's default (strict) mode: its async tests and fixtures
-    # are marked here, so an author need not configure ``asyncio_mode``.
-    pytestmark = [pytest.mark.asyncio]
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        mark_async_tests(cls)  # an author's async overrides too
 
     # ------------------------------------------------------------------ fixtures
 
@@ -395,3 +406,7 @@ class SandboxContract(ProcessContract):
             assert not (tmp_path / "nope.bin").exists()
             r = await ctx.terminal("sha256sum \"it's in.bin\"")
             assert r["exit_code"] == 0 and r["output"].split()[0] == hashlib.sha256(big).hexdigest()
+
+
+mark_async_tests(ProcessContract)
+mark_async_tests(SandboxContract)

@@ -46,6 +46,7 @@ class ToolContext:
         installed_tools: ToolRegistry | None = None,
         runtime: Any = None,
         max_output_chars: int = 50_000,
+        tool_output_bytes: int = 1024 * 1024,
     ):
         self.sandbox = sandbox
         self.task_id = task_id
@@ -54,6 +55,8 @@ class ToolContext:
         self.installed_tools = installed_tools
         self.runtime = runtime
         self.max_output_chars = max_output_chars
+        #: Bytes of a tool command's output kept before bounding (see HermesConfig).
+        self.tool_output_bytes = tool_output_bytes
         self.tool_errors: list[ToolError] = []
         self.tool_calls = 0
         self._cleanups: list[Callable[[], Awaitable[None]]] = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import posixpath
 import re
 import secrets
 import shlex
@@ -81,7 +82,8 @@ exit 0
 
 #: Longest timeout sent to the daemon for a command without one (it defaults to 10 s otherwise).
 _NO_TIMEOUT = 7 * 24 * 3600
-_NOT_FOUND = re.compile(r"not found|no such file|does not exist", re.IGNORECASE)
+#: Characters a multipart header (where the SDK puts the destination path) cannot carry.
+_UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class DaytonaSandbox(Sandbox):
@@ -419,6 +421,19 @@ class DaytonaSandbox(Sandbox):
         return None
 
     async def _upload_bytes(self, data: bytes | str, remote: str, *, what: str, size: int | None = None) -> None:
+        if _UNSAFE_NAME.search(remote):
+            # The SDK sends the path as a multipart header too, which cannot carry control
+            # characters: upload under a plain name, then move it into place.
+            tmp = f"/tmp/.hermes-up-{secrets.token_hex(8)}"
+            await self._upload_bytes(data, tmp, what=what, size=size)
+            r = await self.exec(
+                ["sh", "-c", 'mkdir -p -- "$3" && mv -f -- "$1" "$2"', "sh", tmp, remote, posixpath.dirname(remote)],
+                timeout=120, cwd="/",
+            )
+            if r.exit_code != 0:
+                await self.exec(["rm", "-f", "--", tmp], timeout=60, cwd="/")
+                raise NotADirectoryError(f"{what}: cannot create {remote!r} in the sandbox: {r.output.strip()}")
+            return
         box = self._box
         n = size if size is not None else len(data)
         io_timeout = int(self.opts.request_timeout + n / (1 << 18))
@@ -428,6 +443,8 @@ class DaytonaSandbox(Sandbox):
 
         try:
             await self._call(once, what=what, timeout=io_timeout + 5)
+        except SandboxError:
+            raise
         except Exception as e:
             if "not a directory" in str(e).lower() or "cannot create" in str(e).lower():
                 raise NotADirectoryError(f"{what}: cannot create {remote!r} in the sandbox: {e}") from None

@@ -21,9 +21,11 @@ if TYPE_CHECKING:
 
 __all__ = ["CLOSE_STDIN", "DaytonaProcess", "SIGNAL_GROUP", "SPAWN_WRAPPER", "spawn_command"]
 
-#: $1 nonce, $2 cwd, then the argv. Its own messages go to the log (fd 1), never the daemon's.
+#: $1 nonce, $2 cwd; the argv comes shell-quoted in $HERMES_ARGV (not on the wrapper's own
+#: command line, where process listings would count it). Its messages go to the log (fd 1).
 SPAWN_WRAPPER = r"""
-n=$1 cwd=$2; shift 2
+n=$1 cwd=$2
+eval "set -- $HERMES_ARGV"; unset HERMES_ARGV
 f="${TMPDIR:-/tmp}/.hermes-proc-$n"
 exec 3<&0 4>&2 2>/dev/null
 cd -- "$cwd" 2>/dev/null || { echo "hermes: cannot change to directory $cwd"; exit 1; }
@@ -218,5 +220,7 @@ class DaytonaProcess(Process):
 
 def spawn_command(nonce: str, cwd: str, argv: list[str]) -> str:
     """The session command string that runs ``argv`` under :data:`SPAWN_WRAPPER`."""
-    return shlex.join(["bash", "-c", SPAWN_WRAPPER, "hermes-proc", nonce, cwd, *argv])
+    return "HERMES_ARGV=" + shlex.quote(shlex.join(argv)) + " " + shlex.join(
+        ["exec", "bash", "-c", SPAWN_WRAPPER, "hermes-proc", nonce, cwd]
+    )
 

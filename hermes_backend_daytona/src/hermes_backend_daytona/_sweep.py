@@ -29,13 +29,13 @@ def _age(sb: Any, now: float) -> float:
 async def sweep(older_than: float | None = None, *, options: DaytonaOptions | None = None) -> list[str]:
     """Delete hermes sandboxes on the Daytona account whose owning driver is gone.
 
-    A sandbox is removed when its owner labels say the driver process is dead (same host: a new
-    boot, or no process with that pid and start time). A sandbox of a live driver is never
-    touched. One whose owner cannot be checked (another host, no owner labels) is removed only
-    when ``older_than`` is given and it is at least that old.
+    A sandbox is removed only when its owner labels say the driver process is dead (same host:
+    a new boot, or no process with that pid and start time). A sandbox of a live driver is never
+    touched, and neither is one whose owner cannot be checked from here (made on another host,
+    or without owner labels): Daytona's own auto-stop, auto-delete and ttl reap those.
 
     Args:
-        older_than: also require this age in seconds (and allow removing unverifiable owners).
+        older_than: also require this age in seconds.
         options: where to look (default: ``$DAYTONA_API_URL`` / ``$DAYTONA_API_KEY``).
 
     Returns:
@@ -63,12 +63,9 @@ async def sweep(older_than: float | None = None, *, options: DaytonaOptions | No
         async def one(sb: Any) -> None:
             labels = sb.labels or {}
             age = _age(sb, now)
-            gone = owner_gone(labels)
-            if gone is False:
+            if owner_gone(labels) is not True:
                 return
             if older_than is not None and age < older_than:
-                return
-            if gone is None and older_than is None:
                 return
 
             async def delete() -> None:

@@ -173,6 +173,10 @@ class FakeDaytona:
         self.minute = minute
         self.slow_create = 0.0
         self.max_sandboxes: int | None = None
+        #: Creates that succeed but whose answer is "lost" (a 500 after the sandbox was made).
+        self.lose_create_answers = 0
+        self.creating_now = 0
+        self.creating_max = 0
         self.boxes: dict[str, Box] = {}
         self.faults: list[Fault] = []
         self.requests: list[tuple[str, str]] = []  # (method, path) of every request, for tests
@@ -226,6 +230,8 @@ class FakeDaytona:
         self.faults.clear()
         self.slow_create = 0.0
         self.max_sandboxes = None
+        self.lose_create_answers = 0
+        self.creating_max = self.creating_now
 
     def vanish(self, id_or_name: str) -> None:
         """Delete a sandbox from outside (as the dashboard or another client would)."""
@@ -406,11 +412,22 @@ class FakeDaytona:
             self._spawn(self._make_container(box, self.slow_create))
             return web.json_response(box.to_json(self.toolbox_url), status=200)
         await self._make_container(box, 0)
+        if self.lose_create_answers > 0:
+            self.lose_create_answers -= 1
+            return api_error(500, "Internal server error")
         return web.json_response(box.to_json(self.toolbox_url), status=200)
 
     async def _make_container(self, box: Box, delay: float) -> None:
-        if delay:
-            await asyncio.sleep(delay)
+        self.creating_now += 1
+        self.creating_max = max(self.creating_max, self.creating_now)
+        try:
+            if delay:
+                await asyncio.sleep(delay)
+            await self._make_container_now(box)
+        finally:
+            self.creating_now -= 1
+
+    async def _make_container_now(self, box: Box) -> None:
         async with box.lock:
             if box.state != "creating":
                 return  # deleted while it was being created

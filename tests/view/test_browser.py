@@ -260,6 +260,10 @@ def test_served_view_run_list_to_rollout_filter_and_compare(page: Any, shots: Sh
         page.select_option("form.filters select[name=task]", "task-0001")
     assert "task=task-0001" in page.url and all(r["task"] == "task-0001" for r in _visible_rows(page, 0))
     shots(page, "served-3-filtered")
+    page.click("#rollouts-0 thead a.sort:text-is('reward')")
+    page.wait_for_url("**sort=reward*")
+    shown = [float(r["reward"]) for r in _visible_rows(page, 0) if r["reward"] != ""]
+    assert shown == sorted(shown) and "task=task-0001" in page.url and "failed=1" in page.url
 
     page.click("#rollouts-0 tr.rollout-row:not(.hidden) a.rollout-link >> nth=0")
     page.wait_for_url("**/run/0/rollout/*")

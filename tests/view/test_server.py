@@ -63,7 +63,7 @@ def test_pages_render_and_filter(server: ViewServer) -> None:
     html = get(server, "/run/0?task=task-0002")[2]
     assert html.count('class="rollout-row"') == 4 and 'data-task="task-0001"' not in html.split("rollout-table")[1]
     html = get(server, "/run/0?infra=1")[2]
-    rows = html.split('class="rollout-table"')[1]
+    rows = html.split('id="rollouts-0"')[1]
     assert rows.count('class="rollout-row"') >= 1 and 'data-infra="0"' not in rows
     html = get(server, "/run/0/rollout/3")[2]
     assert 'class="transcript"' in html and "transcript · " in html
@@ -107,3 +107,28 @@ def test_unknown_pages_and_foreign_host_header(server: ViewServer) -> None:
     assert get(server, "/nothing")[0] == 404
     assert get(server, "/", {"Host": "evil.example:80"})[0] == 403
     assert get(server, "/", {"Host": "localhost"})[0] == 200
+
+
+def test_rollout_list_sorts_server_side_across_pages(tmp_path: Path) -> None:
+    from hermes_core.view.synthetic import write_synthetic_run
+
+    srv = ViewServer(open_runs([write_synthetic_run(tmp_path / "big", tasks=80, group_size=3, long_lines=2)]))
+    srv.start()
+    try:
+        data = json.loads(get(srv, "/api/run/0/rollouts?sort=-time&limit=1000")[2])["rollouts"]
+        times = [r["duration"] for r in data]
+        assert len(times) == 240 and times == sorted(times, reverse=True)
+        rewards = [r["reward"] for r in json.loads(get(srv, "/api/run/0/rollouts?sort=reward&limit=1000")[2])["rollouts"]]
+        scored = [r for r in rewards if r is not None]
+        assert scored == sorted(scored) and rewards[len(scored):] == [None] * (len(rewards) - len(scored)) and len(scored) < 240
+        html = get(srv, "/run/0?failed=1&sort=-time&page=1")[2]
+        assert 'href="/run/0?failed=1&amp;sort=time"' in html  # clicking the sorted column again reverses it
+        assert '<input type="hidden" name="sort" value="-time">' in html  # filters keep the sort
+        assert 'class="next-page"' not in html or "page=2" in html
+        page1 = [float(x) for x in __import__("re").findall(r'<td>([\d.]+)s</td>\s*<td class="l wrap', html)]
+        failed = sorted((r["duration"] for r in data if not r["passed"]), reverse=True)
+        assert page1 == [round(x, 2) for x in failed[100:200]]
+        assert get(srv, "/run/0?sort=bogus")[0] == 200
+    finally:
+        srv.shutdown()
+        srv.server_close()

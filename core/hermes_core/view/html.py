@@ -20,7 +20,7 @@ from .loader import Filter, Run, record_tokens
 from .stats import PHASES, RunStats, passed
 from .transcript import decode_messages, human_size
 
-__all__ = ["PAGE_SIZE", "ServerLinks", "StaticLinks", "environment", "render_page", "transcript_context", "write_report"]
+__all__ = ["PAGE_SIZE", "SORT_KEYS", "ServerLinks", "sort_rollouts", "StaticLinks", "environment", "render_page", "transcript_context", "write_report"]
 
 PAGE_SIZE = 100
 #: Transcript HTML embedded in a static report, at most (bytes); the rest is left out with a note.
@@ -96,6 +96,38 @@ def environment() -> jinja2.Environment:
         all_tasks=_all_tasks, pretty=_pretty, size=human_size, passed=passed, rtokens=record_tokens,
     )
     return env
+
+
+# --------------------------------------------------------------------------- sorting
+
+#: Rollout list columns the server sorts by (``?sort=reward``; ``-reward`` descending).
+SORT_KEYS: dict[str, Any] = {
+    "rollout": lambda r: str(r.get("rollout_id")),
+    "task": lambda r: str(r.get("task_id")),
+    "group": lambda r: r.get("group_index"),
+    "reward": lambda r: r.get("reward"),
+    "stop": lambda r: str(r.get("stop_reason") or ""),
+    "turns": lambda r: r.get("turns"),
+    "tool_errors": lambda r: r.get("n_tool_errors"),
+    "tokens": lambda r: record_tokens(r) if r.get("usage") else None,
+    "time": lambda r: r.get("duration"),
+}
+
+
+def sort_rollouts(rows: list[dict[str, Any]], sort: str | None) -> list[dict[str, Any]]:
+    """Rows sorted by a :data:`SORT_KEYS` column (``-key``: descending); missing values last."""
+    key = (sort or "").lstrip("-")
+    if key not in SORT_KEYS:
+        return rows
+    get = SORT_KEYS[key]
+    present = [r for r in rows if _sortable(get(r))]
+    missing = [r for r in rows if not _sortable(get(r))]
+    present.sort(key=get, reverse=(sort or "").startswith("-"))
+    return present + missing
+
+
+def _sortable(v: Any) -> bool:
+    return isinstance(v, str) or (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v))
 
 
 # --------------------------------------------------------------------------- links
@@ -213,6 +245,7 @@ def render_page(
     flt: Filter | None = None,
     page: int = 0,
     n: int | None = None,
+    sort: str | None = None,
     host_is_loopback: bool = True,
 ) -> str:
     """One served page: ``runs``, ``run`` (tasks + a page of rollouts), ``rollout``, ``compare``."""
@@ -225,14 +258,17 @@ def render_page(
         ctx["page_title"] = "compare runs"
     elif view == "run" and run is not None:
         flt = flt or Filter()
-        rows = run.rollouts(flt)
+        rows = sort_rollouts(run.rollouts(flt), sort)
         pages = max(1, math.ceil(len(rows) / PAGE_SIZE))
         page = min(max(page, 0), pages - 1)
         start = page * PAGE_SIZE
         query = {"failed": flt.failed and 1, "infra": flt.infra and 1, "task": flt.task,
                  "min": flt.min_reward, "max": flt.max_reward}
+        current = sort if (sort or "").lstrip("-") in SORT_KEYS else None
+        sort_links = {key: links.run(run, **query, sort=f"-{key}" if current == key else key) for key in SORT_KEYS}
+        query["sort"] = current
         ctx.update(
-            run=run, flt=flt, rows=rows[start:start + PAGE_SIZE], page_title=run.title,
+            run=run, flt=flt, rows=rows[start:start + PAGE_SIZE], page_title=run.title, sort_links=sort_links, sort=current,
             pager={
                 "start": start, "end": min(len(rows), start + PAGE_SIZE), "total": len(rows), "all": len(run.records),
                 "prev": links.run(run, **query, page=page - 1) if page > 0 else None,

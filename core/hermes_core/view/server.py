@@ -2,7 +2,9 @@
 
 Pages: ``/`` (runs), ``/run/<i>`` (tasks + a page of rollouts; ``?failed=1&infra=1&task=T&min=R&max=R&page=P``),
 ``/run/<i>/rollout/<n>`` (one transcript), ``/compare``, ``/run/<i>/file/<path>`` (a file of the run).
-JSON: ``/api/runs``, ``/api/run/<i>``, ``/api/run/<i>/rollouts`` (same filters, ``offset``, ``limit``),
+``&sort=KEY`` (``-KEY`` descending) sorts the rollout list: rollout, task, group, reward, stop, turns,
+tool_errors, tokens, time.
+JSON: ``/api/runs``, ``/api/run/<i>``, ``/api/run/<i>/rollouts`` (same filters and sort, ``offset``, ``limit``),
 ``/api/run/<i>/rollout/<n>`` (record + trajectory).
 
 It binds ``127.0.0.1`` by default, and when bound to loopback it answers only requests whose
@@ -21,7 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from .html import PAGE_SIZE, environment, render_page
+from .html import PAGE_SIZE, environment, render_page, sort_rollouts
 from .loader import Filter, Run
 
 __all__ = ["ViewServer", "is_loopback"]
@@ -139,11 +141,11 @@ class _Handler(BaseHTTPRequestHandler):
         rest = m.group(3) or ""
         if rest == "" and not api:
             return self._html(render_page(env, runs, "run", run=run, flt=Filter.from_query(query),
-                                          page=_int(query.get("page"), 0), host_is_loopback=loop))
+                                          page=_int(query.get("page"), 0), sort=query.get("sort"), host_is_loopback=loop))
         if rest == "" and api:
             return self._json({**_run_json(run), "tasks": {k: t.to_dict() for k, t in run.stats.tasks.items()}})
         if rest == "/rollouts" and api:
-            rows = run.rollouts(Filter.from_query(query))
+            rows = sort_rollouts(run.rollouts(Filter.from_query(query)), query.get("sort"))
             offset = max(0, _int(query.get("offset"), 0))
             limit = min(1000, max(1, _int(query.get("limit"), PAGE_SIZE)))
             return self._json({"total": len(rows), "offset": offset,

@@ -134,30 +134,44 @@ def _aggregate(task_id: str | None, records: Iterable[Mapping[str, Any]], ks: in
     rewards: list[float] = []
     durations: list[float] = []
     phases: dict[str, list[float]] = {p: [] for p in PHASES}
-    for rec in records:
-        st.rollouts += 1
-        reward = _num(rec.get("reward"))
-        if reward is not None and not rec.get("infra_error"):
-            rewards.append(reward)
-        st.tool_errors += int(_num(rec.get("n_tool_errors")) or len(rec.get("tool_errors") or ()))
-        st.infra_errors += 1 if rec.get("infra_error") else 0
-        st.errors += 1 if rec.get("error") else 0
-        usage = rec.get("usage") if isinstance(rec.get("usage"), Mapping) else {}
-        st.tokens += tokens(usage)
-        st.token_rollouts += 1 if usage else 0
-        st.prompt_tokens += int(_num(usage.get("prompt_tokens")) or 0)
-        st.completion_tokens += int(_num(usage.get("completion_tokens")) or 0)
-        d = _num(rec.get("duration"))
-        if d is not None:
+    n = tool_errors = infra = errors = tok = ptok = ctok = tok_n = 0
+    for rec in records:  # one pass, few calls: this runs over every rollout when a run opens
+        n += 1
+        get = rec.get
+        reward = get("reward")
+        if get("infra_error"):
+            infra += 1
+        elif type(reward) is float or type(reward) is int:
+            if math.isfinite(reward):
+                rewards.append(float(reward))
+        nte = get("n_tool_errors")
+        if type(nte) is int:
+            tool_errors += nte
+        elif get("tool_errors"):
+            tool_errors += len(get("tool_errors"))
+        if get("error"):
+            errors += 1
+        usage = get("usage")
+        if usage and isinstance(usage, Mapping):
+            tok_n += 1
+            tok += tokens(usage)
+            p = usage.get("prompt_tokens")
+            c = usage.get("completion_tokens")
+            ptok += p if type(p) is int else 0
+            ctok += c if type(c) is int else 0
+        d = get("duration")
+        if type(d) is float or type(d) is int:
             durations.append(d)
-        timings = rec.get("timings")
-        if isinstance(timings, Mapping):
-            for p in PHASES:
-                v = _num(timings.get(p))
+        timings = get("timings")
+        if timings and isinstance(timings, Mapping):
+            for ph in PHASES:
+                v = _num(timings.get(ph))
                 if v is not None:
-                    phases[p].append(v)
+                    phases[ph].append(v)
+    st.rollouts, st.tool_errors, st.infra_errors, st.errors = n, tool_errors, infra, errors
+    st.tokens, st.prompt_tokens, st.completion_tokens, st.token_rollouts = tok, ptok, ctok, tok_n
     st.scored = len(rewards)
-    st.passed = sum(passed(r) for r in rewards)
+    st.passed = sum(1 for r in rewards if passed(r))
     st.mean_reward = _mean(rewards)
     st.pass_rate = st.passed / st.scored if st.scored else None
     st.std = sample_std(rewards)

@@ -168,3 +168,18 @@ def test_agent_is_registered(monkeypatch):
     assert isinstance(agent, CompletionsAgent)
     with pytest.raises(ValueError, match="tokenizer"):
         spec.factory(base_url="http://127.0.0.1:9/v1")
+
+
+async def test_text_only_server_is_refused_unless_allowed(template, runtime):
+    with ScriptedCompletionsServer(template.tokenizer, two_turns, token_ids=False) as srv:
+        strict = CompletionsAgent(srv.base_url, template)
+        lenient = CompletionsAgent(srv.base_url, template, allow_text_only=True)
+        async with runtime.rollout(backend="local", toolsets=["terminal"]) as ctx:
+            refused = await strict.run(ITEM, ctx)
+            accepted = await lenient.run(ITEM, ctx)
+        await strict.aclose()
+        await lenient.aclose()
+    assert refused.stop_reason == "api_error" and "without token ids" in refused.error
+    assert accepted.stop_reason == "final_answer" and not accepted.token_exact and not accepted.aligned
+    assert len(accepted.tokens) == len(accepted.masks) == len(accepted.logprobs)
+    assert [template.decode(r) for r in trained_runs(accepted.tokens, accepted.masks)] == accepted.completions

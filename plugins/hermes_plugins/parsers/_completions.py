@@ -35,6 +35,14 @@ class CompletionError(Exception):
     """The completions server failed or answered something unreadable."""
 
 
+class _TextOnly(Exception):
+    """The server returned text but no token ids (it is not vLLM/SGLang)."""
+
+    def __init__(self, text: str, finish: str):
+        super().__init__(text)
+        self.text, self.finish = text, finish
+
+
 @dataclass
 class TokenAgentResult(AgentResult):
     """An :class:`~hermes_core.AgentResult` plus the token-level trajectory.
@@ -45,6 +53,8 @@ class TokenAgentResult(AgentResult):
         logprobs: the sampling logprob of each generated token, ``1.0`` elsewhere.
         aligned: the tokens equal the template's rendering of the final conversation.
         completions: the raw text of each completion, as sampled.
+        token_exact: every completion's token ids came from the server (``False`` only with
+            ``allow_text_only`` against a text-only server).
     """
 
     tokens: list[int] = field(default_factory=list)
@@ -52,6 +62,7 @@ class TokenAgentResult(AgentResult):
     logprobs: list[float] = field(default_factory=list)
     aligned: bool = True
     completions: list[str] = field(default_factory=list)
+    token_exact: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         out = super().to_dict()
@@ -81,12 +92,15 @@ class CompletionsAgent:
         request_timeout: seconds per HTTP request.
         extra_body: extra JSON fields merged into each request.
         api_key: sent as a bearer token when given.
+        allow_text_only: accept servers that return only text (llama.cpp, ...): the completion is
+            re-tokenized, logprobs are missing (``0.0``) and the result is marked
+            ``token_exact=False``. Off by default: training on such tokens is off-policy.
     """
 
     def __init__(self, base_url: str, template: Any, *, parser: Any = "hermes", model: str = "default",
                  server: str = "vllm", temperature: float = 1.0, max_tokens: int = 1024, max_context: int | None = None,
                  max_turns: int = 30, request_timeout: float = 600.0, extra_body: Mapping[str, Any] | None = None,
-                 api_key: str | None = None):
+                 api_key: str | None = None, allow_text_only: bool = False):
         if server not in ("vllm", "sglang"):
             raise ValueError(f"server must be 'vllm' or 'sglang', got {server!r}")
         self.base_url = base_url.rstrip("/")
@@ -101,6 +115,7 @@ class CompletionsAgent:
         self.request_timeout = request_timeout
         self.extra_body = dict(extra_body or {})
         self.api_key = api_key
+        self.allow_text_only = allow_text_only
         self._client: Any = None
 
     # ------------------------------------------------------------------ server
@@ -119,8 +134,9 @@ class CompletionsAgent:
             await self._client.aclose()
             self._client = None
 
-    async def complete(self, prompt_ids: list[int], max_tokens: int) -> tuple[list[int], list[float], str]:
-        """One completion: ``(token ids, logprobs, finish_reason)``.
+    async def complete(self, prompt_ids: list[int], max_tokens: int) -> tuple[list[int], list[float] | None, str]:
+        """One completion: ``(token ids, logprobs, finish_reason)``; logprobs are ``None`` when
+        the ids were re-tokenized from a text-only answer (``allow_text_only``).
 
         Raises:
             CompletionError: HTTP error, connection failure, or a response without token ids.
@@ -151,6 +167,12 @@ class CompletionsAgent:
         try:
             data = resp.json()
             return _read_vllm(data) if self.server == "vllm" else _read_sglang(data)
+        except _TextOnly as e:
+            if not self.allow_text_only:
+                raise CompletionError(
+                    f"{url} returned text without token ids: serve with vLLM (return_tokens_as_token_ids) or "
+                    "SGLang, or allow re-tokenized completions (allow_text_only=True; not token-exact)") from None
+            return self.template.encode(e.text), None, e.finish
         except (ValueError, KeyError, TypeError, IndexError) as e:
             raise CompletionError(f"unreadable completion from {url}: {type(e).__name__}: {e}") from None
 
@@ -205,6 +227,9 @@ class CompletionsAgent:
             except CompletionError as e:
                 result.stop_reason, result.error = "api_error", str(e)
                 return
+            if lps is None:  # a text-only server: re-tokenized, no logprobs
+                result.token_exact = result.aligned = False
+                lps = [0.0] * len(ids)
             self._extend(result, ids, trained=True, logprobs=lps)
             usage["prompt_tokens"] = usage.get("prompt_tokens", 0) + len(result.tokens) - len(ids)
             usage["completion_tokens"] = usage.get("completion_tokens", 0) + len(ids)
@@ -285,9 +310,9 @@ def _read_vllm(data: Mapping[str, Any]) -> tuple[list[int], list[float], str]:
     if ids is None:
         tokens = lp.get("tokens")
         if not tokens or not all(isinstance(t, str) and t.startswith("token_id:") for t in tokens):
-            if not tokens and not choice.get("text"):
+            if not choice.get("text"):
                 return [], [], choice.get("finish_reason") or "stop"
-            raise ValueError("no token ids in the response: the server needs return_tokens_as_token_ids (vLLM)")
+            raise _TextOnly(choice["text"], choice.get("finish_reason") or "stop")
         ids = [int(t.split(":", 1)[1]) for t in tokens]
     lps = [float(x) if x is not None else 0.0 for x in (lp.get("token_logprobs") or [])]
     return [int(i) for i in ids], lps, choice.get("finish_reason") or "stop"
@@ -311,7 +336,8 @@ def completions_factory(base_url: str = "http://127.0.0.1:8000/v1", tokenizer: A
                         gguf_file: str | None = None, parser: Any = "hermes", model: str = "default", server: str = "vllm",
                         temperature: float = 1.0, max_tokens: int = 1024, max_context: int | None = None,
                         max_turns: int = 30, request_timeout: float = 600.0, extra_body: Mapping[str, Any] | None = None,
-                        api_key: str | None = None, template: Any = None, **_: Any) -> CompletionsAgent:
+                        api_key: str | None = None, template: Any = None, allow_text_only: bool = False,
+                        **_: Any) -> CompletionsAgent:
     """Build the ``openai-completions`` agent. ``tokenizer`` is a ``transformers`` name or local
     path (or a tokenizer object); ``chat_template`` overrides its template (Jinja text or a file).
 
@@ -340,4 +366,5 @@ def completions_factory(base_url: str = "http://127.0.0.1:8000/v1", tokenizer: A
     return CompletionsAgent(
         base_url, template, parser=parser, model=model, server=server, temperature=temperature, max_tokens=max_tokens,
         max_context=max_context, max_turns=max_turns, request_timeout=request_timeout, extra_body=extra_body, api_key=api_key,
+        allow_text_only=allow_text_only,
     )

@@ -104,9 +104,13 @@ class ScriptedCompletionsServer:
         tokenizer: encodes the policy's text and decodes prompts (same as the agent's).
         policy: ``policy(prompt_text, request_index) -> completion_text`` (or ``None`` → HTTP 500).
         end_of_turn: appended to every completion (as the model's stop token).
+        token_ids: answer with token ids (vLLM's ``return_tokens_as_token_ids``); ``False``
+            answers like text-only servers (llama.cpp): token strings, no ids.
     """
 
-    def __init__(self, tokenizer: Any, policy: Callable[[str, int], str | None], *, end_of_turn: str = "<|im_end|>"):
+    def __init__(self, tokenizer: Any, policy: Callable[[str, int], str | None], *, end_of_turn: str = "<|im_end|>",
+                 token_ids: bool = True):
+        self.token_ids = token_ids
         self.tokenizer = tokenizer
         self.policy = policy
         self.end_of_turn = end_of_turn
@@ -148,9 +152,10 @@ class ScriptedCompletionsServer:
                     out, finish = out[: int(limit)], "length"
                 lps = [logprob_for(k) for k in range(len(out))]
                 if self.path.rstrip("/").endswith("/completions"):
+                    tokens = [f"token_id:{i}" if outer.token_ids else outer.tokenizer.decode([i]) for i in out]
                     choice = {"index": 0, "text": outer.tokenizer.decode(out), "finish_reason": finish,
-                              "logprobs": {"tokens": [f"token_id:{i}" for i in out], "token_logprobs": lps}}
-                    if body.get("return_token_ids"):
+                              "logprobs": {"tokens": tokens, "token_logprobs": lps}}
+                    if body.get("return_token_ids") and outer.token_ids:
                         choice["token_ids"] = out
                     self._send(200, {"id": f"cmpl-{index}", "object": "text_completion", "model": body.get("model"),
                                      "choices": [choice],

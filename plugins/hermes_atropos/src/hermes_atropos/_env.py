@@ -41,6 +41,8 @@ class HermesAtroposConfig(BaseEnvConfig):
     max_turns: int | None = Field(None, ge=1, description="Model turns per rollout (default: the environment's).")
     max_tokens_per_turn: int = Field(1024, ge=1, description="Completion tokens per model turn.")
     temperature: float = Field(1.0, ge=0, description="Sampling temperature.")
+    allow_text_only: bool = Field(False, description="Accept completions servers that return text without token ids "
+                                  "(re-tokenized: not token-exact, no logprobs).")
     infra_retries: int = Field(2, ge=0, description="Times a group's infra-failed rollouts are rerun before the group is dropped.")
     metrics_path: str | None = Field(None, description="Also append every wandb_log / evaluate metrics dict to this JSONL file.")
 
@@ -114,7 +116,7 @@ class HermesAtroposEnv(BaseEnv):
             base, self._template(), parser=get_parser(cfg.tool_call_parser, self.runtime), model=server.model_name,
             server=cfg.completions_api, temperature=cfg.temperature, max_tokens=cfg.max_tokens_per_turn,
             max_context=cfg.max_token_length - 1 if cfg.max_token_length > 0 else None,
-            request_timeout=float(server.timeout), api_key=server.api_key or None,
+            request_timeout=float(server.timeout), api_key=server.api_key or None, allow_text_only=cfg.allow_text_only,
         )
 
     def _runner(self, agent: Any, environment: Any) -> Any:

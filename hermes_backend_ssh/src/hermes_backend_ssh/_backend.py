@@ -219,9 +219,10 @@ class SSHSandbox(Sandbox):
         self, line: str, *, pty: bool = False, sink: OutputBuffer | None = None,
         conn: asyncssh.SSHClientConnection | None = None,
     ) -> ChannelSession:
-        conn = conn or self._conn
-        if conn is None or self._lost is not None:
-            raise self._host_down()
+        if conn is None:
+            conn = self._conn
+            if conn is None or self._lost is not None:
+                raise self._host_down()
         try:
             _, session = await open_channel(conn, line, pty=pty, sink=sink)
         except asyncssh.ChannelOpenError as e:

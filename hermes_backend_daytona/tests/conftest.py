@@ -15,6 +15,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 pytest_plugins = ["hermes_core.testing"]
 
+#: A real account, read before the fake's fixture points DAYTONA_API_* at the fake (opt-in live test).
+LIVE: dict[str, str | None] = {}
+if os.environ.get("DAYTONA_API_KEY"):
+    os.environ["HERMES_LIVE_DAYTONA_API_KEY"] = os.environ["DAYTONA_API_KEY"]
+    LIVE = {"url": os.environ.get("DAYTONA_API_URL")}
+
 #: The image the fake's sandboxes run (built locally by scripts/docker-env.sh image; nothing is pulled).
 TEST_IMAGE = os.environ.get("HERMES_DOCKER_TEST_IMAGE", "hermes-test/debian:bookworm")
 

@@ -381,7 +381,8 @@ class DaytonaSandbox(Sandbox):
         started = await self._call(start, what="starting a process", idempotent=False)
         proc = DaytonaProcess(
             box, session_id, started.cmd_id, nonce,
-            run=self._small, on_end=self._ended, request_timeout=self.opts.request_timeout,
+            run=self._small, on_end=self._ended, closing=lambda: self.closed,
+            request_timeout=self.opts.request_timeout,
         )
         self._processes.add(proc)
         return proc

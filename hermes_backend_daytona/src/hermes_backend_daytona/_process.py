@@ -27,7 +27,7 @@ SPAWN_WRAPPER = r"""
 n=$1 cwd=$2
 eval "set -- $HERMES_ARGV"; unset HERMES_ARGV
 f="${TMPDIR:-/tmp}/.hermes-proc-$n"
-exec 3<&0 4>&2 2>/dev/null
+exec 3<&0 2>/dev/null
 cd -- "$cwd" 2>/dev/null || { echo "hermes: cannot change to directory $cwd"; exit 1; }
 mkfifo -m 600 "$f.in" || { echo "hermes: cannot create $f.in"; exit 125; }
 set -m
@@ -77,6 +77,7 @@ class DaytonaProcess(Process):
         *,
         run: Callable[[list[str]], Awaitable[Any]],
         on_end: Callable[[DaytonaProcess], None],
+        closing: Callable[[], bool],
         request_timeout: float,
     ):
         self._sb = sandbox
@@ -85,6 +86,7 @@ class DaytonaProcess(Process):
         self.nonce = nonce
         self._run = run  # runs a small argv in the sandbox (the backend's exec)
         self._on_end = on_end
+        self._closing = closing
         self._timeout = request_timeout
         self._buf = bytearray()
         self._dropped = 0
@@ -209,6 +211,11 @@ class DaytonaProcess(Process):
 
     async def signal(self, sig: int) -> None:
         if self._code is not None:
+            return
+        if self._closing():
+            # The sandbox is being deleted, which ends every process in it: no round trip.
+            self.detach()
+            self._finish(128 + int(sig))
             return
         await self._run(["bash", "-c", SIGNAL_GROUP, "sh", self.nonce, str(int(sig))])
 

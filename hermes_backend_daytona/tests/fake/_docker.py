@@ -132,7 +132,11 @@ class Attached:
         on_output: Callable[[int, bytes], None],
         on_exit: Callable[[int], None],
         stdin: bool = True,
+        exit_on_main: bool = False,
     ):
+        """``exit_on_main``: the command has ended when its main process has (as the daemon tracks a
+        session command), even if a background child still holds its output open; otherwise it
+        ends when its output closes (as the daemon's one-shot execute waits)."""
         self.api = api
         ex = api.exec_create(
             cid, argv, stdin=stdin, stdout=True, stderr=True, tty=False, workdir=workdir, environment=env
@@ -155,8 +159,24 @@ class Attached:
         self._on_output, self._on_exit = on_output, on_exit
         self.exit_code: int | None = None
         self.host_pid: int | None = None
+        self._ended = threading.Event()
+        self._reported = threading.Lock()
         self._thread = threading.Thread(target=self._pump, daemon=True, name=f"fake-exec-{self.exec_id[:8]}")
         self._thread.start()
+        if exit_on_main:
+            threading.Thread(target=self._watch, daemon=True, name=f"fake-watch-{self.exec_id[:8]}").start()
+
+    def _watch(self) -> None:
+        while not self._ended.wait(0.05):
+            try:
+                info = self.api.exec_inspect(self.exec_id)
+            except docker.errors.APIError:
+                break
+            if not info.get("Running"):
+                if self._ended.wait(0.2):  # let the output that is in flight arrive first
+                    return
+                self._report(info.get("ExitCode"))
+                return
 
     def _frames(self) -> Iterator[tuple[int, bytes]]:
         buf = bytearray()
@@ -180,8 +200,11 @@ class Attached:
     def _pump(self) -> None:
         try:
             for kind, data in self._frames():
+                if self.exit_code is not None:
+                    break
                 self._on_output(kind, data)
         finally:
+            self._ended.set()
             code = None
             for _ in range(200):  # the engine records the exit a moment after the stream ends
                 try:
@@ -192,9 +215,15 @@ class Attached:
                     code = info.get("ExitCode")
                     break
                 time.sleep(0.01)
+            self._report(code)
+
+    def _report(self, code: int | None) -> None:
+        with self._reported:
+            if self.exit_code is not None:
+                return
             self.exit_code = 255 if code is None else code
-            self.close()
-            self._on_exit(self.exit_code)
+        self.close()
+        self._on_exit(self.exit_code)
 
     def pid(self) -> int | None:
         if self.host_pid is None:

@@ -648,7 +648,7 @@ class FakeDaytona:
         try:
             cmd.attached = await self._run(lambda: dk.Attached(
                 self._docker, box.container, ["sh", "-c", dk.PICK_SHELL, command], workdir=box.workdir,
-                env=None, on_output=on_output, on_exit=on_exit, stdin=True,
+                env=None, on_output=on_output, on_exit=on_exit, stdin=True, exit_on_main=True,
             ))
         except Exception as e:  # noqa: BLE001
             cmds.pop(cmd.id, None)

@@ -57,7 +57,9 @@ def real_binary() -> str | None:
 def pytest_configure(config: pytest.Config) -> None:
     config._hermes_shim_problem = _shim_problem()  # type: ignore[attr-defined]
     # The shim's instance registry for this session only: other runs on the machine are unseen.
-    state = tempfile.mkdtemp(prefix="hermes-apptainer-shim-state-")
+    # (scripts/suites/singularity.sh passes its own, and stops whatever is in it on exit.)
+    state = os.environ.get("APPTAINER_SHIM_STATE_DIR") or tempfile.mkdtemp(prefix="hermes-apptainer-shim-state-")
+    os.makedirs(state, exist_ok=True)
     os.environ["APPTAINER_SHIM_STATE_DIR"] = state
     config._hermes_shim_state = state  # type: ignore[attr-defined]
 

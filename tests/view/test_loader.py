@@ -60,7 +60,7 @@ def test_trajectories_out_of_order_missing_duplicated_and_escaped(tmp_path: Path
     (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs) + '{"rollout_id": "cut')
     (tmp_path / "trajectories.jsonl").write_text("".join(json.dumps(t) + "\n" for t in trajs) + '{"rollout_id": "gone#0", "mess')
     run = Run.open(tmp_path)
-    assert run.summary == {} and run.bad_lines == 1 and len(run.records) == 4
+    assert run.summary == {} and run.bad_lines == 0 and run.incomplete_tail and len(run.records) == 4
     assert run.trajectory(0)["messages"][0]["content"] == "quoted"
     assert run.trajectory(1)["messages"][0]["content"] == "first"
     assert run.trajectory(2)["messages"][0]["content"] == "second"
@@ -106,3 +106,31 @@ def test_safe_path_and_artifacts_stay_inside_the_run(synth_run: Path) -> None:
     art.mkdir(parents=True, exist_ok=True)
     (art / "answer.txt").write_text("42\n")
     assert run.artifacts(rec) == ["results.jsonl", "artifacts/task-0000#0/answer.txt"]
+
+
+def test_refresh_picks_up_a_run_in_progress_and_a_rewrite(tmp_path: Path) -> None:
+    path = write_synthetic_run(tmp_path / "live", tasks=4, group_size=1, long_lines=2)
+    results = path / "results.jsonl"
+    lines = results.read_text().splitlines(keepends=True)
+    results.write_text("".join(lines[:2]) + lines[2][:30])  # rollout 3 half written
+    run = Run.open(path)
+    assert len(run.records) == 2 and run.incomplete_tail and run.bad_lines == 0
+    assert run.stats.overall.rollouts == 2
+    assert not run.refresh()  # nothing changed: one stat call
+    with results.open("a") as f:
+        f.write(lines[2][30:] + lines[3])
+    assert run.refresh()
+    assert [r["rollout_id"] for r in run.records] == [json.loads(x)["rollout_id"] for x in lines]
+    assert [r["_n"] for r in run.records] == [0, 1, 2, 3] and not run.incomplete_tail
+    assert run.stats.overall.rollouts == 4  # stats recomputed
+    assert run.trajectory(3)["rollout_id"] == run.records[3]["rollout_id"]
+    # A resume compacts the files (new inode, fewer lines): everything is read again.
+    tmp = path / ".results.jsonl.tmp"
+    tmp.write_text(lines[1] + lines[3])
+    tmp.replace(results)
+    assert run.refresh()
+    assert [r["rollout_id"] for r in run.records] == [json.loads(lines[1])["rollout_id"], json.loads(lines[3])["rollout_id"]]
+    assert run.trajectory(1)["rollout_id"] == run.records[1]["rollout_id"]
+    summary = json.loads((path / "summary.json").read_text())
+    (path / "summary.json").write_text(json.dumps({**summary, "status": "running"}))
+    assert run.refresh() and run.summary["status"] == "running"

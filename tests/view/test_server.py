@@ -132,3 +132,27 @@ def test_rollout_list_sorts_server_side_across_pages(tmp_path: Path) -> None:
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+def test_a_run_in_progress_shows_new_rollouts_on_reload(tmp_path: Path) -> None:
+    from hermes_core.view.synthetic import write_synthetic_run
+
+    path = write_synthetic_run(tmp_path / "live", tasks=6, group_size=1, long_lines=2)
+    lines = (path / "results.jsonl").read_text().splitlines(keepends=True)
+    (path / "results.jsonl").write_text("".join(lines[:2]))
+    summary = json.loads((path / "summary.json").read_text())
+    (path / "summary.json").write_text(json.dumps({**summary, "status": "running", "planned": 6}))
+    srv = ViewServer(open_runs([path]))
+    srv.start()
+    try:
+        html = get(srv, "/run/0")[2]
+        assert html.count('class="rollout-row"') == 2 and "This run is running: 2 of 6 rollouts." in html
+        with (path / "results.jsonl").open("a") as f:
+            f.write("".join(lines[2:]))
+        (path / "summary.json").write_text(json.dumps({**summary, "status": "complete", "planned": 6}))
+        html = get(srv, "/run/0")[2]
+        assert html.count('class="rollout-row"') == 6 and "This run is" not in html
+        assert json.loads(get(srv, "/api/runs")[2])[0]["overall"]["rollouts"] == 6
+    finally:
+        srv.shutdown()
+        srv.server_close()

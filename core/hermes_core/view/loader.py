@@ -11,6 +11,7 @@ n-th rollout usually stops at line n.
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -95,7 +96,9 @@ class Run:
         records: the rows of ``results.jsonl`` in file order; each gets a ``_n`` key (its
             position) so rollouts with the same ``rollout_id`` (``hermes run --out`` appends
             ``prompt#0`` each time) stay distinct.
-        bad_lines: lines of ``results.jsonl`` that did not parse (a write cut short).
+        bad_lines: complete lines of ``results.jsonl`` that did not parse.
+        incomplete_tail: the last line of ``results.jsonl`` has no newline yet (a rollout being
+            written, or a write cut short by a crash); it is read by :meth:`refresh` once complete.
     """
 
     path: Path
@@ -105,7 +108,13 @@ class Run:
     bad_lines: int = 0
 
     def __post_init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self.incomplete_tail = False
+        self._results_pos = 0
+        self._results_size = -1
+        self._results_id: tuple[int, int] | None = None
+        self._summary_key: tuple[int, int] | None = None
+        self._seen: dict[str, int] = {}
         self._offsets: dict[tuple[str, int], int] = {}
         self._scan_pos = 0
         self._scan_seen: dict[str, int] = {}
@@ -129,32 +138,81 @@ class Run:
         if not results.is_file():
             raise ViewError(f"{str(p)!r} holds no {RESULTS}; is it a run directory written by `hermes eval --out DIR`?")
         run = cls(p.resolve(), index)
+        run._read_summary()
+        run._read_results()
+        return run
+
+    def _summary_stat(self) -> tuple[int, int] | None:
         try:
-            summary = json.loads((p / SUMMARY).read_bytes())
-            run.summary = summary if isinstance(summary, dict) else {}
+            sst = (self.path / SUMMARY).stat()
+        except OSError:
+            return None
+        return (sst.st_mtime_ns, sst.st_size)
+
+    def _read_summary(self) -> None:
+        self._summary_key = self._summary_stat()
+        try:
+            summary = json.loads((self.path / SUMMARY).read_bytes())
+            self.summary = summary if isinstance(summary, dict) else {}
         except (OSError, ValueError):
-            run.summary = {}
-        seen: dict[str, int] = {}
+            self.summary = {}
+
+    def _read_results(self) -> None:
+        """Index the complete lines of ``results.jsonl`` from where the last read stopped."""
+        results = self.path / RESULTS
         loads = json.loads
+        seen = self._seen
         with results.open("rb") as f:
+            st = os.fstat(f.fileno())
+            self._results_id = (st.st_ino, st.st_dev)
+            f.seek(self._results_pos)
+            pos = self._results_pos
+            self.incomplete_tail = False
             for line in f:
+                if not line.endswith(b"\n"):
+                    self.incomplete_tail = bool(line.strip())  # being written, or cut short by a crash
+                    break
+                pos += len(line)
                 if not line.strip():
                     continue
                 try:
                     rec = loads(line)
                 except ValueError:
-                    run.bad_lines += 1
+                    self.bad_lines += 1
                     continue
                 if not isinstance(rec, dict) or not isinstance(rec.get("rollout_id"), str):
-                    run.bad_lines += 1
+                    self.bad_lines += 1
                     continue
                 rid = rec["rollout_id"]
                 occ = seen.get(rid, 0)
                 seen[rid] = occ + 1
-                rec["_n"] = len(run.records)
-                run.records.append(rec)
-                run._occurrence.append(occ)
-        return run
+                rec["_n"] = len(self.records)
+                self.records.append(rec)
+                self._occurrence.append(occ)
+            self._results_pos = pos
+            self._results_size = st.st_size
+
+    def refresh(self) -> bool:
+        """Pick up what a run still in progress wrote since the last look (cheap: one ``stat``
+        when nothing changed). A rewritten ``results.jsonl`` (a resume compacts it) is read
+        again from the start. Returns whether anything changed."""
+        try:
+            st = (self.path / RESULTS).stat()
+        except OSError:
+            return False
+        summary_key = self._summary_stat()
+        with self._lock:
+            same_file = self._results_id == (st.st_ino, st.st_dev) and st.st_size >= self._results_pos
+            if same_file and st.st_size == self._results_size and summary_key == self._summary_key:
+                return False
+            self._read_summary()
+            if not same_file:  # rewritten: start over, offsets of the trajectories too
+                self.records, self._occurrence, self._seen, self.bad_lines = [], [], {}, 0
+                self._results_pos = 0
+                self._offsets, self._scan_pos, self._scan_seen = {}, 0, {}
+            self._read_results()
+            self.__dict__.pop("stats", None)
+            return True
 
     # ------------------------------------------------------------------ describing
 

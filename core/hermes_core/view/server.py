@@ -128,6 +128,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _route(self, path: str, query: dict[str, str], api: bool) -> None:
         runs, env = self.server.runs, self.server.env
         loop = self.server.loopback
+        if path in ("/", "/index.html", "/compare", "/api/runs"):
+            for r in runs:
+                r.refresh()  # a run still in progress: show what it wrote since
         if path in ("/", "/index.html"):
             return self._html(render_page(env, runs, "runs", host_is_loopback=loop))
         if path == "/compare":
@@ -139,6 +142,7 @@ class _Handler(BaseHTTPRequestHandler):
         if m is None or run is None:
             return self._error(HTTPStatus.NOT_FOUND, f"no page {path}", api)
         rest = m.group(3) or ""
+        run.refresh()
         if rest == "" and not api:
             return self._html(render_page(env, runs, "run", run=run, flt=Filter.from_query(query),
                                           page=_int(query.get("page"), 0), sort=query.get("sort"), host_is_loopback=loop))

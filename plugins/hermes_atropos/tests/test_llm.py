@@ -1,7 +1,8 @@
-"""Opt-in: one group through HermesAtroposEnv against a real model server (plumbing only: a
-small model's arguments are nonsense).
+"""Opt-in: one group through HermesAtroposEnv against a real model (plumbing only: a small
+model's arguments are nonsense).
 
-    HERMES_TEST_LLM_URL=http://127.0.0.1:8000/v1          # vLLM-style (or SGLang: HERMES_TEST_LLM_API=sglang)
+    HERMES_TEST_LLM_URL=gguf:/path/model.gguf              # serve a GGUF with llama-cpp-python (llama_shim.py)
+    HERMES_TEST_LLM_URL=http://127.0.0.1:8000/v1          # or a running vLLM (SGLang: HERMES_TEST_LLM_API=sglang)
     HERMES_TEST_LLM_TOKENIZER=/path/to/tokenizer-folder    # or a .gguf file (needs the `gguf` package)
     HERMES_TEST_LLM_TEXT_ONLY=1                            # the server returns text only (llama.cpp)
     pytest -m llm plugins/hermes_atropos/tests/test_llm.py
@@ -11,6 +12,9 @@ from __future__ import annotations
 
 import math
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -21,8 +25,34 @@ pytestmark = [pytest.mark.llm, pytest.mark.skipif(not os.environ.get("HERMES_TES
                                                  reason="set HERMES_TEST_LLM_URL (and HERMES_TEST_LLM_TOKENIZER)")]
 
 
+URL = os.environ.get("HERMES_TEST_LLM_URL", "")
+
+
+@pytest.fixture
+def llm_url(tmp_path):
+    if not URL.startswith("gguf:"):
+        yield URL
+        return
+    from helpers import free_port, stop_process
+
+    port = free_port()
+    log = (tmp_path / "llama.log").open("wb")
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("llama_shim.py")), URL[5:], str(port)],
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while b"ready" not in (tmp_path / "llama.log").read_bytes():
+            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "llama.log").read_text()
+            time.sleep(0.5)
+        time.sleep(0.5)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        stop_process(proc)
+        log.close()
+
+
 def tokenizer_folder(tmp_path: Path) -> Path:
-    src = Path(os.environ["HERMES_TEST_LLM_TOKENIZER"])
+    src = Path(os.environ.get("HERMES_TEST_LLM_TOKENIZER") or URL[5:])
     if src.suffix != ".gguf":
         return src
     from transformers import AutoTokenizer
@@ -33,15 +63,19 @@ def tokenizer_folder(tmp_path: Path) -> Path:
     return out
 
 
-async def test_one_group_against_a_real_model(tmp_path):
+async def test_one_group_against_a_real_model(tmp_path, llm_url):
     from transformers import AutoTokenizer
 
+    from hermes_plugins.parsers.testing import CHATML_TOOLS_TEMPLATE
+
     folder = tokenizer_folder(tmp_path)
-    env = make_env(folder, os.environ["HERMES_TEST_LLM_URL"], group_size=2, max_token_length=2048,
+    env = make_env(folder, llm_url, group_size=2, max_token_length=2048,
                    environment_config={"tasks": ["hello-file"], "max_turns": 3}, max_tokens_per_turn=128,
                    completions_api=os.environ.get("HERMES_TEST_LLM_API", "vllm"),
                    allow_text_only=os.environ.get("HERMES_TEST_LLM_TEXT_ONLY") == "1",
-                   tool_call_parser=os.environ.get("HERMES_TEST_LLM_PARSER", "hermes"))
+                   tool_call_parser=os.environ.get("HERMES_TEST_LLM_PARSER", "hermes"),
+                   # ChatML models (SmolLM2, Qwen, Hermes): a template that shows the tools
+                   chat_template=CHATML_TOOLS_TEMPLATE if os.environ.get("HERMES_TEST_LLM_CHATML_TOOLS") == "1" else None)
     await env.setup()
     try:
         group, _ = await env.collect_trajectories(await env.get_next_item())
@@ -58,3 +92,6 @@ async def test_one_group_against_a_real_model(tmp_path):
         assert math.isfinite(score) and 0.0 <= score <= 1.0
         assert messages[-1]["role"] in ("assistant", "tool")
         assert tokenizer.decode(tokens)  # decodes
+    print("scores", group["scores"], "lengths", [len(t) for t in group["tokens"]],
+          "trained", [sum(m != -100 for m in ms) for ms in group["masks"]],
+          "tool calls", [sum(len(m.get("tool_calls") or []) for m in msgs) for msgs in group["messages"]])

@@ -12,32 +12,24 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-#: name → ``"module:attr"`` of the parser instance (what the registration module registers).
-PARSER_REFS: dict[str, str] = {
-    "hermes": "hermes_plugins.parsers._json_tags:HERMES",
-    "longcat": "hermes_plugins.parsers._json_tags:LONGCAT",
-    "qwen3_coder": "hermes_plugins.parsers._xml_params:QWEN3_CODER",
-    "glm45": "hermes_plugins.parsers._xml_params:GLM45",
-    "glm47": "hermes_plugins.parsers._xml_params:GLM47",
-    "mistral": "hermes_plugins.parsers._json_formats:MISTRAL",
-    "llama3_json": "hermes_plugins.parsers._json_formats:LLAMA3_JSON",
-    "deepseek_v3": "hermes_plugins.parsers._json_formats:DEEPSEEK_V3",
-    "deepseek_v31": "hermes_plugins.parsers._json_formats:DEEPSEEK_V31",
-    "kimi_k2": "hermes_plugins.parsers._json_formats:KIMI_K2",
+#: name → (``"module:attr"`` of the parser instance, description). The registration module
+#: (:mod:`hermes_plugins.tool_call_parsers`) registers exactly these; importing this package
+#: imports no parser.
+PARSERS: dict[str, tuple[str, str]] = {
+    "hermes": ("_json_tags:HERMES", "<tool_call>{json}</tool_call> (Hermes, Qwen2.5/3; unclosed tag at the end accepted)"),
+    "longcat": ("_json_tags:LONGCAT", "<longcat_tool_call>{json}</longcat_tool_call> (LongCat)"),
+    "qwen3_coder": ("_xml_params:QWEN3_CODER", "<function=NAME><parameter=P>value</parameter> (Qwen3-Coder)"),
+    "glm45": ("_xml_params:GLM45", "<tool_call>NAME<arg_key>K</arg_key><arg_value>V</arg_value> (GLM-4.5/4.6)"),
+    "glm47": ("_xml_params:GLM47", "GLM-4.5 markup, read loosely, written compact (GLM-4.7)"),
+    "mistral": ("_json_formats:MISTRAL", "[TOOL_CALLS] + JSON array (pre-v11) or NAME{json} per call (v11+)"),
+    "llama3_json": ("_json_formats:LLAMA3_JSON", "<|python_tag|>? {name, parameters}; ... (Llama 3.1+/4)"),
+    "deepseek_v3": ("_json_formats:DEEPSEEK_V3", "tool-call special tokens + ```json fence (DeepSeek-V3)"),
+    "deepseek_v31": ("_json_formats:DEEPSEEK_V31", "NAME<｜tool▁sep｜>ARGS special tokens (DeepSeek-V3.1/V3.2)"),
+    "kimi_k2": ("_json_formats:KIMI_K2", "functions.NAME:IDX special tokens (Kimi-K2)"),
 }
 
-DESCRIPTIONS: dict[str, str] = {
-    "hermes": "<tool_call>{json}</tool_call> (Hermes, Qwen2.5/3; unclosed tag at the end accepted)",
-    "longcat": "<longcat_tool_call>{json}</longcat_tool_call> (LongCat)",
-    "qwen3_coder": "<tool_call><function=NAME><parameter=P>value</parameter></function></tool_call> (Qwen3-Coder)",
-    "glm45": "<tool_call>NAME<arg_key>K</arg_key><arg_value>V</arg_value></tool_call> (GLM-4.5/4.6)",
-    "glm47": "GLM-4.5 markup read loosely, written without newlines (GLM-4.7)",
-    "mistral": "[TOOL_CALLS] + JSON array (pre-v11) or NAME{json} per call (v11+)",
-    "llama3_json": "<|python_tag|>? {\"name\", \"parameters\"}; ... (Llama 3.1+/4)",
-    "deepseek_v3": "<｜tool▁call▁begin｜>function<｜tool▁sep｜>NAME + ```json fence (DeepSeek-V3)",
-    "deepseek_v31": "<｜tool▁call▁begin｜>NAME<｜tool▁sep｜>ARGS (DeepSeek-V3.1/V3.2)",
-    "kimi_k2": "<|tool_call_begin|>functions.NAME:IDX<|tool_call_argument_begin|>ARGS (Kimi-K2)",
-}
+#: name → ``"module:attr"`` reference, as registered.
+PARSER_REFS: dict[str, str] = {name: f"{__name__}.{ref}" for name, (ref, _) in PARSERS.items()}
 
 
 def load_ref(ref: Any) -> Any:
@@ -85,7 +77,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "PARSER_REFS", "DESCRIPTIONS", "get_parser", "load_ref",
+    "PARSERS", "PARSER_REFS", "get_parser", "load_ref",
     "ToolCallParser", "ParseError", "TaggedJsonParser", "Qwen3CoderParser", "GlmParser",
     "MistralParser", "Llama3JsonParser", "DeepSeekParser", "KimiK2Parser", "CompletionsAgent", "ChatTemplate",
 ]

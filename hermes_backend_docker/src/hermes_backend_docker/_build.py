@@ -170,10 +170,15 @@ def _tag(build: BuildOptions, key: str) -> str:
     return f"{build.repository}/{slug[:60]}:{key[:20]}"
 
 
-def _context_tar(build: BuildOptions, dockerfile: str) -> io.BytesIO:
-    """The build context as a tar, with the (image-mapped) Dockerfile in place of the original."""
+def _context_tar(build: BuildOptions, dockerfile: str) -> Any:
+    """The build context as a tar, with the (image-mapped) Dockerfile in place of the original.
+
+    Spooled to a temporary file past 32 MiB, so a large context is not held in memory.
+    """
+    import tempfile
+
     context = Path(build.context)
-    buf = io.BytesIO()
+    buf = tempfile.SpooledTemporaryFile(max_size=32 << 20)
     df_rel = None if Path(build.dockerfile).is_absolute() else Path(build.dockerfile).as_posix()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         for rel, p in _context_files(context):
@@ -258,10 +263,11 @@ def build_image(
                 params["target"] = build.target
             # The request is made here rather than through APIClient.build() so that the response
             # can be closed on timeout: the engine cancels a build whose client hung up.
-            response = client._post(  # noqa: SLF001
-                client._url("/build"), data=_context_tar(build, dockerfile), params=params,  # noqa: SLF001
-                headers={"Content-Type": "application/tar"}, stream=True, timeout=remaining,
-            )
+            with _context_tar(build, dockerfile) as tar:
+                response = client._post(  # noqa: SLF001
+                    client._url("/build"), data=tar, params=params,  # noqa: SLF001
+                    headers={"Content-Type": "application/tar"}, stream=True, timeout=remaining,
+                )
             client._raise_for_status(response)  # noqa: SLF001
             for line in response.iter_lines():
                 if time.monotonic() > deadline:

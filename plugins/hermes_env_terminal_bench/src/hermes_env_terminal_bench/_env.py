@@ -457,6 +457,11 @@ class TerminalBench(Environment):
         return out
 
     def _rollout_dir(self, item: TaskItem, ctx: Any) -> Path | None:
+        # A runner that gives each rollout a folder of its own (ctx.artifacts_dir) wins over the
+        # environment's artifacts_dir/<task>/<sandbox id>.
+        own = getattr(ctx, "artifacts_dir", None)
+        if own:
+            return Path(own)
         base = item.metadata.get("artifacts_dir")
         if not base:
             return None

@@ -23,8 +23,10 @@ chmod 755 /run/sshd
 WORK=$(mktemp -d /tmp/hermes-sshd.XXXXXX)
 chmod 755 "$WORK"   # sshd reads authorized_keys as the test user
 pids=()
+SMALL=""
 cleanup() {
     local p
+    if [ -n "$SMALL" ]; then umount "$SMALL" 2>/dev/null || true; fi
     for p in "${pids[@]}"; do
         kill "$p" 2>/dev/null || true
     done
@@ -36,6 +38,16 @@ cleanup() {
 }
 if [ "${HERMES_SSH_KEEP:-0}" != 1 ]; then
     trap cleanup EXIT
+fi
+
+# A 2 MiB filesystem for the "remote disk full" test (skipped where mounting is not allowed).
+mkdir -p "$WORK/small"
+if mount -t tmpfs -o size=2m,mode=0755 hermes-ssh-small "$WORK/small" 2>/dev/null; then
+    SMALL="$WORK/small"
+    chown "$SSH_USER" "$SMALL"
+    export HERMES_SSH_TEST_SMALL_FS="$SMALL"
+else
+    echo "note: cannot mount a tmpfs here; the disk-full-during-write test will skip" >&2
 fi
 
 ssh-keygen -q -t ed25519 -N '' -C hermes-test-host -f "$WORK/host_ed25519"
@@ -102,4 +114,9 @@ if [ "${HERMES_SSH_KEEP:-0}" = 1 ]; then
 fi
 
 step "pytest hermes_backend_ssh/tests"
-run_pytest "$ROOT/hermes_backend_ssh/tests" "$@"
+rc=0
+run_pytest "$ROOT/hermes_backend_ssh/tests" "$@" || rc=$?
+
+step "benchmark smoke: bench/bench_ssh.py --quick"
+timeout 300 "$PY" "$ROOT/bench/bench_ssh.py" --quick || { [ "$rc" -ne 0 ] || rc=1; }
+exit "$rc"

@@ -73,6 +73,7 @@ class SSHSandbox(Sandbox):
         self._lost: str | None = None
         self._closing_conn = False
         self._login_bash = True
+        self._unset: tuple[str, ...] = _remote.ALWAYS_UNSET
         self._env: dict[str, str] = {}
         self._procs: set[SSHProcess] = set()
         self._background: set[asyncio.Future[Any]] = set()
@@ -161,6 +162,8 @@ class SSHSandbox(Sandbox):
         if not m:
             self._setup_failed(host, root, code, text)
         self._login_bash = m[2] == "1"
+        names = re.search(r"^HENV:(.*)$", text, re.M)
+        self._unset = _remote.scrub_names(names[1] if names else "")
         self.remote_dir = m[3]
         await asyncio.to_thread(record_host, self.opts, host)
         user = user_of(self.opts, host)
@@ -271,8 +274,8 @@ class SSHSandbox(Sandbox):
         merged[_remote.EXEC_MARKER] = nonce
         where = self.path(cwd) if cwd else self.workdir
         if isinstance(command, str):
-            return _remote.command_line(env=merged, cwd=where, script=command, login_bash=self._login_bash)
-        return _remote.command_line(env=merged, cwd=where, argv=self.argv(command), login_bash=self._login_bash)
+            return _remote.command_line(env=merged, cwd=where, script=command, login_bash=self._login_bash, unset=self._unset)
+        return _remote.command_line(env=merged, cwd=where, argv=self.argv(command), login_bash=self._login_bash, unset=self._unset)
 
     async def exec(
         self,
@@ -290,8 +293,10 @@ class SSHSandbox(Sandbox):
         pid: int | None = None
         timed_out = False
         try:
-            feeder = asyncio.ensure_future(self._feed(s, stdin))
-            self._track(feeder)
+            if stdin:
+                self._track(asyncio.ensure_future(self._feed(s, stdin)))
+            elif s.chan is not None:
+                s.chan.write_eof()  # no stdin: the command reads end of file, as from /dev/null
             try:
                 async with asyncio.timeout(timeout):
                     pid = await s.read_header()

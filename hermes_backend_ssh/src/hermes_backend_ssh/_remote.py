@@ -11,6 +11,7 @@ reaches the remote shell is quoted with :func:`shlex.quote`; paths and arguments
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Mapping, Sequence
 
@@ -31,7 +32,19 @@ MARKER = "HERMES_SSH_SANDBOX"
 #: Environment variable carrying one command's nonce (to kill a command whose header was lost).
 EXEC_MARKER = "HERMES_SSH_EXEC"
 
-_SCRUB = 'for __h in $(compgen -e); do unset "$__h" 2>/dev/null; done; unset __h'
+#: Variables sshd or a login may set that the setup probe could miss (PTY sessions, agents, X11).
+ALWAYS_UNSET = (
+    "SSH_CLIENT", "SSH_CONNECTION", "SSH_TTY", "SSH_AUTH_SOCK", "SSH_ORIGINAL_COMMAND", "TERM", "MAIL",
+    "DISPLAY", "XAUTHORITY", "OLDPWD", "BASH_ENV", "ENV", "LD_PRELOAD", "LD_LIBRARY_PATH",
+)
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def scrub_names(probed: str) -> tuple[str, ...]:
+    """The exported names to unset in every command: what the login shell exported at setup
+    (``compgen -e``, probed once) plus :data:`ALWAYS_UNSET`."""
+    names = dict.fromkeys(n for n in (*probed.split(), *ALWAYS_UNSET) if _NAME.match(n))
+    return tuple(names)
 
 
 def _body(argv: Sequence[str] | None, script: str | None) -> str:
@@ -48,6 +61,7 @@ def command_line(
     argv: Sequence[str] | None = None,
     script: str | None = None,
     login_bash: bool = True,
+    unset: tuple[str, ...] = ALWAYS_UNSET,
 ) -> str:
     """The remote command line that runs ``argv`` (or the bash ``script``) in the sandbox.
 
@@ -57,7 +71,8 @@ def command_line(
     inner = f"echo __HERMES_PID_$$__; cd -- {shlex.quote(cwd)} || exit 1; {_body(argv, script)}"
     if login_bash:
         exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
-        return f"exec 2>&1; {_SCRUB}; export {exports}; {inner}"
+        # Builtins only: no fork before the command (a $(compgen -e) here would cost one).
+        return f"exec 2>&1; unset {' '.join(unset)} 2>/dev/null; export {exports}; {inner}"
     pairs = " ".join(shlex.quote(f"{k}={v}") for k, v in env.items())
     return f"exec env -i {pairs} bash -c {shlex.quote('exec 2>&1; ' + inner)}"
 
@@ -65,25 +80,27 @@ def command_line(
 def internal(script: str, *args: str, login_probe: bool = False) -> str:
     """A command line for the backend's own POSIX ``sh`` scripts (no sandbox marker).
 
-    With ``login_probe`` the first argument is the login shell's ``$BASH_VERSION`` (empty when
-    the login shell is not bash).
+    With ``login_probe`` the first arguments are the login shell's ``$BASH_VERSION`` (empty when
+    the login shell is not bash) and the names it exports (bash only).
     """
     quoted = " ".join(shlex.quote(a) for a in (script, "hermes-ssh"))
-    probe = ' "${BASH_VERSION:-}"' if login_probe else ""
+    probe = ' "${BASH_VERSION:-}" "$(compgen -e 2>/dev/null)"' if login_probe else ""
     rest = "".join(" " + shlex.quote(a) for a in args)
     return f"exec /bin/sh -c {quoted}{probe}{rest}"
 
 
-#: $1 the login shell's $BASH_VERSION, $2 root, $3 directory name, $4 owner JSON, $5 min free
-#: KiB, $6 PATH. Prints HOK:<free KiB>:<login is bash 0/1>:<dir> or HERR:<kind>:<message>.
+#: $1 the login shell's $BASH_VERSION, $2 the names it exports, $3 root, $4 directory name,
+#: $5 owner JSON, $6 min free KiB, $7 PATH. Prints HENV:<names> and then HOK:<free KiB>:<login
+#: is bash 0/1>:<dir>, or HERR:<kind>:<message>.
 SETUP = r"""
-lbv=$1 root=$2 name=$3 owner=$4 minfree=$5
+lbv=$1 names=$2 root=$3 name=$4 owner=$5 minfree=$6
 case $root in "~") root=$HOME;; "~/"*) root=$HOME/${root#"~/"};; esac
-PATH=$6; export PATH
+PATH=$7; export PATH
+echo "HENV:" $names
 command -v bash >/dev/null 2>&1 || { echo "HERR:nobash:no bash on PATH=$PATH"; exit 3; }
 [ -r /proc/self/environ ] || { echo "HERR:noproc:/proc is not readable"; exit 3; }
 out=$(mkdir -p -- "$root" 2>&1) || { echo "HERR:mkdir:$out"; exit 4; }
-root=$(cd -- "$root" && pwd -P) || { echo "HERR:mkdir:cannot enter $2"; exit 4; }
+root=$(cd -- "$root" && pwd -P) || { echo "HERR:mkdir:cannot enter $3"; exit 4; }
 set -- $(df -Pk -- "$root" 2>/dev/null | tail -n 1)
 free=${4:-0}
 case $free in *[!0-9]*|"") free=0;; esac

@@ -64,8 +64,9 @@ class RunningFake:
 
 
 def start_fake(*, image_map: dict[str, str] | None = None, token: tuple[str, str] | None = ("ak-hermes-fake", "as-hermes-fake"),
-               workdir: str | None = None, timeout: float = 30) -> RunningFake:
-    d = workdir or tempfile.mkdtemp(prefix="hermes-fake-modal-")
+               workdir: str | None = None, timeout: float = 90) -> RunningFake:
+    # $HERMES_MODAL_FAKE_DIR: where a CI run looks for the port files (and pids) of its fakes.
+    d = workdir or tempfile.mkdtemp(prefix="hermes-fake-modal-", dir=os.environ.get("HERMES_MODAL_FAKE_DIR"))
     port_file, faults, log, stats = (os.path.join(d, n) for n in ("port.json", "faults.json", "fake.log", "stats.json"))
     with open(faults, "w") as f:
         f.write("{}")

@@ -50,6 +50,8 @@ from modal_proto import task_command_router_pb2 as sr_pb2
 
 LABEL = "hermes.fake-modal"
 CHUNK = 1 << 20
+#: A CI run's id (labels every container, so the run's EXIT trap can find leftovers of a killed fake).
+RUN_ENV = "HERMES_MODAL_FAKE_RUN"
 #: Each exec's processes carry this variable; a timeout or terminate kills them all.
 EXEC_VAR = "MODAL_FAKE_EXEC_ID"
 
@@ -337,7 +339,8 @@ class FakeModal:
         )
         sb.container = f"hermes-fake-modal-{self.instance}-{sid[3:15]}"
         argv = [self.docker, "run", "-d", "--name", sb.container, "--label", f"{LABEL}={self.instance}",
-                "--label", f"{LABEL}.sandbox={sid}", "--init=false"]
+                "--label", f"{LABEL}.sandbox={sid}", "--label", f"{LABEL}.run={os.environ.get(RUN_ENV, '')}",
+                "--init=false"]
         blocked = d.block_network or d.network_access.network_access_type == api_pb2.NetworkAccess.BLOCKED
         if blocked:
             argv += ["--network", "none"]

@@ -248,9 +248,14 @@ async def test_signal_exit_codes_come_back_through_the_launcher(make):
 @pytest.mark.shim
 async def test_timeout_also_kills_what_left_the_process_group(make):
     sb = await make()
-    r = await sb.exec("setsid sh -c 'exec -a hermes-escapee sleep 60' & sleep 60", timeout=1)
-    assert r.exit_code == 124 and "timed out" in r.output
     count = "n=0; for p in /proc/[0-9]*; do grep -q '[h]ermes-escapee' $p/cmdline 2>/dev/null && n=$((n+1)); done; echo $n"
+    r = await sb.exec(
+        "m=hermes-esc; setsid bash -c \"exec -a ${m}apee sleep 60\" & "  # the marker is not in this text
+        f"for i in $(seq 100); do [ $({count}) -ge 1 ] && break; sleep 0.05; done; echo running=$({count}); sleep 60",
+        timeout=5,
+    )
+    assert r.exit_code == 124 and "timed out" in r.output
+    assert "running=1" in r.output, "the escapee must have been running when the command timed out"
     for _ in range(50):
         left = (await sb.exec(["sh", "-c", count])).output.strip()
         if left == "0":
@@ -389,3 +394,27 @@ def test_options_are_validated():
         with pytest.raises(ValidationError):
             SingularityOptions(**bad)
     assert SingularityOptions(binds=["/a", "/a:/b", "/a:/b:ro"]).binds == ["/a", "/a:/b", "/a:/b:ro"]
+
+
+@pytest.mark.shim
+async def test_cancelled_exec_leaves_no_process(make):
+    sb = await make()
+    task = asyncio.ensure_future(
+        sb.exec("setsid bash -c 'exec -a hermes-cancelled sleep 60' & exec -a hermes-cancelled sleep 60")
+    )
+    count = "n=0; for p in /proc/[0-9]*; do grep -q '[h]ermes-cancelled' $p/cmdline 2>/dev/null && n=$((n+1)); done; echo $n"
+    for _ in range(100):
+        running = (await sb.exec(["sh", "-c", count])).output.strip()
+        if running == "2":
+            break
+        await asyncio.sleep(0.1)
+    assert running == "2", "the command and its setsid escapee should both be running"
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    for _ in range(100):
+        left = (await sb.exec(["sh", "-c", count])).output.strip()
+        if left == "0":
+            break
+        await asyncio.sleep(0.1)
+    assert left == "0"

@@ -99,6 +99,7 @@ class SingularitySandbox(Sandbox):
         self._base_env: dict[str, str] = {}
         self._pgids: set[int] = set()
         self._procs: list[Process] = []
+        self._tasks: set[asyncio.Future[Any]] = set()
         #: never → interrupted (``instance start`` ran but did not report back) → done.
         self._start_state = "never"
 
@@ -157,6 +158,8 @@ class SingularitySandbox(Sandbox):
             raise SandboxError(f"cannot create the working directory {o.workdir!r} in the instance: {_tail(r.output)}")
 
     async def _close(self) -> None:
+        if self._tasks:  # marker kills of cancelled commands: the instance goes anyway
+            await asyncio.gather(*self._tasks, return_exceptions=True)
         self._kill_launchers()
         if self._start_state != "never" and self.binary is not None:
             # A start interrupted by cancellation or its timeout may still be registering the
@@ -252,6 +255,12 @@ class SingularitySandbox(Sandbox):
             )
         except OSError as e:
             raise SandboxError(f"cannot run {self.binary}: {e}") from None
+        except asyncio.CancelledError:
+            # The caller gave up: run_subprocess killed the process group; what left it must
+            # not run on unobserved either.
+            if not self.closed:
+                self._background(self._kill_marked(marker))
+            raise
         finally:
             if env_file is not None:
                 _unlink(env_file)
@@ -272,6 +281,11 @@ class SingularitySandbox(Sandbox):
             elif _NO_PERMISSION.match(output):
                 code = 126
         return ExecResult(code, output)
+
+    def _background(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _kill_marked(self, marker: str) -> None:
         try:

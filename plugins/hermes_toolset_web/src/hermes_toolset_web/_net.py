@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import ipaddress
 import socket
+import ssl
 from collections.abc import Iterable
 from typing import Any
 
@@ -173,12 +175,19 @@ class _Stream(httpx.AsyncByteStream):
             await self._inner.aclose()
 
 
+@functools.lru_cache(maxsize=1)
+def _ssl_context() -> ssl.SSLContext:
+    # Loading the CA bundle costs ~0.1 s; one verifying context serves every call (SSLContext
+    # is safe to share between connections and threads).
+    return httpx.create_ssl_context(verify=True)
+
+
 class _GuardedTransport(httpx.AsyncBaseTransport):
     """An httpx transport over an httpcore pool whose every connection goes through the guard."""
 
-    def __init__(self, guard: Guard, *, verify: bool = True):
+    def __init__(self, guard: Guard):
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(verify=verify), max_connections=32,
+            ssl_context=_ssl_context(), max_connections=32,
             network_backend=_GuardedBackend(guard),
         )
 

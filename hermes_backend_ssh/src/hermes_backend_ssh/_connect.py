@@ -13,7 +13,7 @@ from typing import Any
 
 import asyncssh
 
-from hermes_core.errors import SandboxError, TransferError
+from hermes_core.errors import SandboxClosedError, SandboxError, TransferError
 
 from ._options import HostSpec, SSHOptions
 
@@ -40,9 +40,9 @@ class HostKeyError(SandboxError):
     """The host's key is unknown or does not match the pinned / known one."""
 
 
-class HostDownError(SandboxError):
-    """The host stopped answering while a sandbox lived on it: an infrastructure failure, not
-    the agent's."""
+class HostDownError(SandboxClosedError):
+    """The host stopped answering while a sandbox lived on it: the sandbox died (an
+    infrastructure failure, not the agent's)."""
 
 
 class RemoteSetupError(SandboxError):

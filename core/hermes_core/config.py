@@ -71,6 +71,15 @@ class HermesConfig(_Frozen):
         description="Bytes of one command's output the driver keeps (head + tail, with a note of the cut): "
         "the cap of `exec` and of the verifier's `ctx.terminal`, whatever the sandbox prints.",
     )
+    max_read_bytes: int = Field(
+        256 * 1024 * 1024, ge=1,
+        description="Largest file `read_bytes` / `ctx.read_file` read into driver memory; larger ones: download_file.",
+    )
+    max_download_bytes: int = Field(
+        10 * 1024 * 1024 * 1024, ge=1,
+        description="Bytes of file data one download (`get_file`, `get_dir`) may write to the host; holes of "
+        "sparse files are kept as holes by the local backend and not counted.",
+    )
     tool_output_bytes: int = Field(
         1024 * 1024, ge=4096,
         description="Bytes of a `terminal` tool command's output kept before it is bounded to "

@@ -192,6 +192,8 @@ class Runtime:
         }
         sandbox = spec.factory(opts, sandbox_id=task_id, labels=all_labels)
         sandbox.output_limit = self.config.command_output_bytes
+        sandbox.max_read_bytes = self.config.max_read_bytes
+        sandbox.max_download_bytes = self.config.max_download_bytes
         self._sandboxes.add(sandbox)
         return sandbox
 

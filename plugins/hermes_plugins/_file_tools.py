@@ -7,9 +7,12 @@ import re
 from typing import Literal
 
 from hermes_core import ToolFailure
+from hermes_core.errors import TransferError
 from pydantic import BaseModel, ConfigDict, Field
 
 MAX_LINE_CHARS = 2000
+#: Files patch reads whole (larger ones are edited with terminal).
+MAX_PATCH_BYTES = 8 * 1024 * 1024
 
 
 class _Args(BaseModel):
@@ -43,7 +46,30 @@ class SearchArgs(_Args):
     max_results: int = Field(50, ge=1, le=1000, description="Stop after this many matches.")
 
 
+async def _check_regular(ctx, path: str) -> int:
+    """The size of ``path`` if it is a regular file; a structured error otherwise (a FIFO or
+    device is never opened: reading one would block or never end)."""
+    info = await ctx.sandbox.stat(path)
+    if info.kind == "missing":
+        raise ToolFailure(f"no such file: {path!r}", kind="not_found")
+    if info.kind == "dir":
+        raise ToolFailure(f"{path!r} is a directory; use search_files or terminal 'ls'", kind="is_directory")
+    if not info.regular:
+        raise ToolFailure(
+            f"{path!r} is not a regular file (it is a {info.kind}); read_file reads regular files only",
+            kind="not_regular",
+        )
+    return info.size
+
+
 async def _read_text(ctx, path: str) -> str:
+    """A whole file as text (for patch), refusing non-regular, binary and oversized files."""
+    size = await _check_regular(ctx, path)
+    if size > MAX_PATCH_BYTES:
+        raise ToolFailure(
+            f"{path!r} is {size} bytes, too large to patch (at most {MAX_PATCH_BYTES}); edit it with terminal",
+            kind="too_large",
+        )
     try:
         data = await ctx.sandbox.read_bytes(path)
     except FileNotFoundError:
@@ -52,6 +78,8 @@ async def _read_text(ctx, path: str) -> str:
         raise ToolFailure(f"{path!r} is a directory; use search_files or terminal 'ls'", kind="is_directory") from None
     except PermissionError:
         raise ToolFailure(f"permission denied: {path!r}", kind="permission_denied") from None
+    except TransferError as e:
+        raise ToolFailure(str(e), kind="read_failed") from None
     if b"\0" in data[:8192]:
         raise ToolFailure(
             f"{path!r} is a binary file ({len(data)} bytes); read_file shows text only. "
@@ -67,21 +95,53 @@ async def _read_text(ctx, path: str) -> str:
         ) from None
 
 
+# $1 = file, $2 = first line, $3 = last line, $4 = bytes kept per line. Prints a header line
+# "<NUL bytes in the first 8 KiB> <lines>", then only the requested lines (each cut to $4
+# bytes): the driver never holds more than it returns, whatever the file's size.
+_READ_LINES = r"""
+nul=$(head -c 8192 -- "$1" | tr -d -c '\000' | wc -c) || exit 1
+if [ "$nul" -gt 0 ]; then printf '%s 0\n' "$nul"; exit 0; fi
+n=$(wc -l < "$1") || exit 1
+if [ -s "$1" ] && [ "$(tail -c 1 -- "$1" | wc -l)" -eq 0 ]; then n=$((n + 1)); fi
+printf '0 %s\n' "$n"
+sed -n "$2,$3p;$3q" -- "$1" | cut -b "1-$4"
+"""
+
+
 async def read_file(args: ReadFileArgs, ctx) -> dict:
-    text = await _read_text(ctx, args.path)
-    lines = text.splitlines()
-    start = args.offset - 1
-    chunk = lines[start : start + args.limit]
+    size = await _check_regular(ctx, args.path)
+    last = args.offset + args.limit - 1
+    full = ctx.sandbox.path(args.path)
+    # Bytes kept per line: enough for MAX_LINE_CHARS of any UTF-8, and all lines within the
+    # output the sandbox returns whole.
+    per_line = max(64, min(4 * MAX_LINE_CHARS + 4, ctx.sandbox.output_limit // (args.limit + 1) - 16))
+    r = await ctx.sandbox.exec(["sh", "-c", _READ_LINES, "sh", full, str(args.offset), str(last), str(per_line)],
+                               timeout=120)
+    header, _, body = r.output.partition("\n")
+    parts = header.split()
+    if r.exit_code != 0 or len(parts) != 2 or not all(p.isdigit() for p in parts):
+        raise ToolFailure(f"cannot read {args.path!r}: {r.output.strip()[:300]}", kind="read_failed")
+    if int(parts[0]):
+        raise ToolFailure(
+            f"{args.path!r} is a binary file ({size} bytes); read_file shows text only. "
+            "Inspect it with terminal (e.g. 'xxd | head' or 'file').",
+            kind="binary_file",
+        )
+    total = int(parts[1])
+    chunk = body.split("\n")
+    if chunk and chunk[-1] == "":
+        chunk.pop()
+    chunk = chunk[: args.limit]
     numbered = []
     for i, line in enumerate(chunk, start=args.offset):
         if len(line) > MAX_LINE_CHARS:
             line = line[:MAX_LINE_CHARS] + f" [... line cut at {MAX_LINE_CHARS} chars]"
         numbered.append(f"{i:6d}|{line}")
-    end = start + len(chunk)
-    out = {"path": ctx.sandbox.path(args.path), "content": "\n".join(numbered), "total_lines": len(lines)}
-    if end < len(lines):
+    end = args.offset - 1 + len(chunk)
+    out = {"path": full, "content": "\n".join(numbered), "total_lines": total}
+    if end < total:
         out["next_offset"] = end + 1
-        out["note"] = f"showing lines {args.offset}-{end} of {len(lines)}; pass offset={end + 1} for more"
+        out["note"] = f"showing lines {args.offset}-{end} of {total}; pass offset={end + 1} for more"
     return out
 
 

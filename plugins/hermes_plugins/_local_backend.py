@@ -12,21 +12,27 @@ import asyncio
 import os
 import shutil
 import signal
+import stat
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 from hermes_core.errors import SandboxError
+
+from . import _local_files as files
 from hermes_core.sandbox import (
     TIMEOUT_EXIT_CODE,
     Capabilities,
     Command,
     ExecResult,
+    FileInfo,
     PipeProcess,
     Process,
     Sandbox,
     killpg,
+    run_blocking,
     run_subprocess,
+    run_teardown,
     spawn_subprocess,
     timeout_note,
 )
@@ -137,23 +143,43 @@ class LocalSandbox(Sandbox):
 
     # ------------------------------------------------------------------ files (native)
 
+    # Files: the hardened native channel (see _local_files), on the bounded file pool.
+
+    def _root(self) -> Path:
+        if self.root is None:
+            raise SandboxError(f"sandbox {self.sandbox_id} is not started")
+        return self.root
+
     async def write_bytes(self, path: str, data: bytes) -> None:
-        await asyncio.to_thread(_atomic_write, Path(self.path(path)), data)
+        await run_blocking(files.write_atomic, Path(self.path(path)), data, self._root(), what=f"writing {path!r}")
 
     async def read_bytes(self, path: str) -> bytes:
-        return await asyncio.to_thread(Path(self.path(path)).read_bytes)
+        return await run_blocking(
+            files.read_regular, Path(self.path(path)), self._root(), self.max_read_bytes, what=f"reading {path!r}"
+        )
 
     async def put_file(self, local_path, remote_path: str) -> int:
-        return await asyncio.to_thread(_copy, Path(local_path), Path(self.path(remote_path)))
+        return await run_blocking(files.copy_in, Path(local_path), Path(self.path(remote_path)), self._root(),
+                                  timeout=None, what=f"uploading {str(local_path)!r}")
 
     async def get_file(self, remote_path: str, local_path) -> int:
-        return await asyncio.to_thread(_copy, Path(self.path(remote_path)), Path(local_path))
+        return await run_blocking(files.copy_out, Path(self.path(remote_path)), Path(local_path), self._root(),
+                                  self.max_download_bytes, timeout=None, what=f"downloading {remote_path!r}")
 
     async def put_dir(self, local_dir, remote_dir: str) -> list[str]:
-        return await asyncio.to_thread(_copytree, Path(local_dir), Path(self.path(remote_dir)))
+        return await run_blocking(files.copytree_in, Path(local_dir), Path(self.path(remote_dir)), self._root(),
+                                  timeout=None, what=f"uploading {str(local_dir)!r}")
 
-    async def get_dir(self, remote_dir: str, local_dir) -> list[str]:
-        return await asyncio.to_thread(_copytree, Path(self.path(remote_dir)), Path(local_dir))
+    async def get_dir(self, remote_dir: str, local_dir, *, keep_special: bool = False,
+                      skipped: list[str] | None = None) -> list[str]:
+        return await run_blocking(
+            files.copytree_out, Path(self.path(remote_dir)), Path(local_dir), self._root(),
+            max_bytes=self.max_download_bytes, keep_special=keep_special, skipped=skipped,
+            timeout=None, what=f"downloading {remote_dir!r}",
+        )
+
+    async def stat(self, path: str, *, follow_symlinks: bool = True) -> FileInfo:
+        return await run_blocking(_stat, self.path(path), follow_symlinks, what=f"stat of {path!r}")
 
     # ------------------------------------------------------------------ teardown
 
@@ -168,11 +194,25 @@ class LocalSandbox(Sandbox):
                 if self._sweeper is not None:
                     found = await self._sweeper.sweep(self.sandbox_id)
                 else:
-                    found = await asyncio.to_thread(sweep_marked, self.sandbox_id)
+                    found = await run_teardown(sweep_marked, self.sandbox_id)
                 if not found:
                     break
                 await asyncio.sleep(0.01)
-            await asyncio.to_thread(shutil.rmtree, self.root, True)
+            await run_teardown(shutil.rmtree, self.root, True)
+
+
+def _stat(path: str, follow: bool) -> FileInfo:
+    try:
+        st = os.stat(path) if follow else os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return FileInfo("missing")
+    mode = st.st_mode
+    for test, kind in ((stat.S_ISREG, "file"), (stat.S_ISDIR, "dir"), (stat.S_ISLNK, "symlink"),
+                       (stat.S_ISFIFO, "fifo"), (stat.S_ISSOCK, "socket"), (stat.S_ISCHR, "char"),
+                       (stat.S_ISBLK, "block")):
+        if test(mode):
+            return FileInfo(kind, st.st_size if kind == "file" else 0)
+    return FileInfo("other")
 
 
 def sweep_marked(sandbox_id: str) -> int:
@@ -278,48 +318,6 @@ class MarkedProcessSweeper:
                 for f in futs:
                     if not f.done():
                         f.set_result(counts.get(sid, 0) + unsure)
-
-
-def _atomic_write(dest: Path, data: bytes) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".hermes-part-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _copy(src: Path, dest: Path) -> int:
-    if src.is_dir():
-        raise IsADirectoryError(f"is a directory: {str(src)!r}")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".hermes-part-")
-    os.close(fd)
-    try:
-        shutil.copyfile(src, tmp)
-        size = os.path.getsize(tmp)
-        if size != os.path.getsize(src):
-            raise SandboxError(f"copy of {str(src)!r} is {size} bytes, source has changed")
-        shutil.copymode(src, tmp)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return size
-
-
-def _copytree(src: Path, dest: Path) -> list[str]:
-    if not src.is_dir():
-        raise NotADirectoryError(f"not a directory: {str(src)!r}")
-    shutil.copytree(src, dest, symlinks=True, dirs_exist_ok=True)
-    names = []
-    for root, dirs, files in os.walk(src):
-        for name in files + [d for d in dirs if os.path.islink(os.path.join(root, d))]:
-            names.append(Path(root, name).relative_to(src).as_posix())
-    return sorted(names)
 
 
 async def sweep(older_than: float | None = None, root: str | None = None) -> list[str]:

@@ -9,6 +9,7 @@ implementations: :class:`PipeProcess` and :class:`PtyProcess`, both signalling t
 group, so a signal reaches the command behind the launcher. See ``docs/backends.md``.
 """
 
+from ._blocking import run_blocking, run_teardown
 from ._contract import Sandbox
 from ._oneshot import run_subprocess
 from ._output import DEFAULT_OUTPUT_LIMIT, OutputBuffer, omitted_note
@@ -20,6 +21,7 @@ from ._types import (
     Capabilities,
     Command,
     ExecResult,
+    FileInfo,
     Process,
     Spawner,
     timeout_note,
@@ -31,6 +33,7 @@ __all__ = [
     "Capabilities",
     "Command",
     "ExecResult",
+    "FileInfo",
     "OutputBuffer",
     "PipeProcess",
     "Process",
@@ -42,7 +45,9 @@ __all__ = [
     "extract_tar",
     "killpg",
     "omitted_note",
+    "run_blocking",
     "run_subprocess",
+    "run_teardown",
     "spawn_subprocess",
     "tar_dir",
     "timeout_note",

@@ -20,9 +20,15 @@ from ..errors import SandboxClosedError, SandboxError
 from . import _transfer
 from ._output import DEFAULT_OUTPUT_LIMIT
 from ._shell import ShellSession
-from ._types import Capabilities, Command, ExecResult, Process
+from ._types import Capabilities, Command, ExecResult, FileInfo, Process
 
 __all__ = ["Sandbox"]
+
+#: ``stat -c %F`` answers (GNU coreutils and busybox) -> FileInfo kinds.
+_STAT_KINDS = {
+    "regular file": "file", "regular empty file": "file", "directory": "dir", "symbolic link": "symlink",
+    "fifo": "fifo", "socket": "socket", "character special file": "char", "block special file": "block",
+}
 
 class Sandbox(abc.ABC):
     """One isolated place where a rollout's commands run.
@@ -40,6 +46,13 @@ class Sandbox(abc.ABC):
     #: ``exec`` and ``shell`` must stay within it whatever the command prints. The Runtime sets
     #: it from ``HermesConfig.command_output_bytes``.
     output_limit: int = DEFAULT_OUTPUT_LIMIT
+    #: Bytes ``read_bytes`` reads into driver memory at most (larger files: ``TransferError``;
+    #: use ``get_file``). From ``HermesConfig.max_read_bytes``.
+    max_read_bytes: int = _transfer.MAX_READ_BYTES
+    #: Bytes of file data ``get_file``/``get_dir`` write to the host at most (holes of sparse
+    #: files are kept as holes and not counted by the native channels). From
+    #: ``HermesConfig.max_download_bytes``.
+    max_download_bytes: int = _transfer.MAX_DOWNLOAD_BYTES
 
     def __init__(self, options: Any = None, *, sandbox_id: str, labels: Mapping[str, str] | None = None):
         self.options = options
@@ -204,9 +217,30 @@ class Sandbox(abc.ABC):
         """Copy a host directory tree into the sandbox (tar); returns the relative paths."""
         return await _transfer.put_dir(self, Path(local_dir), self.path(remote_dir))
 
-    async def get_dir(self, remote_dir: str, local_dir: str | Path) -> list[str]:
-        """Copy a sandbox directory tree to the host (tar); returns the relative paths."""
-        return await _transfer.get_dir(self, self.path(remote_dir), Path(local_dir))
+    async def get_dir(
+        self, remote_dir: str, local_dir: str | Path, *, keep_special: bool = False, skipped: list[str] | None = None
+    ) -> list[str]:
+        """Copy a sandbox directory tree to the host (tar); returns the relative paths.
+
+        Nothing is written outside ``local_dir``. Symlinks that point outside it, FIFOs and
+        device nodes are not recreated unless ``keep_special`` (each is appended to
+        ``skipped`` with the reason); file data past :attr:`max_download_bytes` stops the copy
+        with ``TransferError``.
+        """
+        return await _transfer.get_dir(
+            self, self.path(remote_dir), Path(local_dir), keep_special=keep_special, skipped=skipped
+        )
+
+    async def stat(self, path: str, *, follow_symlinks: bool = True) -> FileInfo:
+        """What ``path`` is (file, dir, FIFO, ...) and its size, without opening it. The generic
+        implementation runs ``stat`` in the sandbox; backends with a native call override it."""
+        argv = ["stat", *(["-L"] if follow_symlinks else []), "-c", "%F|%s", "--", self.path(path)]
+        r = await self.exec(argv, timeout=30)
+        if r.exit_code != 0:
+            return FileInfo("missing")
+        kind_text, _, size = r.output.strip().rpartition("|")
+        kind = _STAT_KINDS.get(kind_text.lower(), "other")
+        return FileInfo(kind, int(size) if kind == "file" and size.isdigit() else 0)
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -10,6 +10,7 @@ the ``Sandbox`` file methods instead.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import os
 import tarfile
@@ -20,6 +21,21 @@ from ..errors import TransferError
 from ._types import Spawner
 
 CHUNK = 1 << 20
+
+#: Default caps (overridden per sandbox by ``Sandbox.max_read_bytes`` / ``max_download_bytes``,
+#: which the Runtime sets from ``HermesConfig``): bytes read into driver memory, and bytes of
+#: file data a download may write to the host disk.
+MAX_READ_BYTES = 256 * 1024 * 1024
+MAX_DOWNLOAD_BYTES = 10 * 1024 * 1024 * 1024
+
+
+def write_sparse(f, data: bytes) -> None:
+    """Write ``data`` at ``f``'s position, leaving a hole for an all-zero chunk (so a sparse file
+    from a sandbox stays sparse on the host). Call ``f.truncate(size)`` at the end."""
+    if data and data.count(0) == len(data):
+        f.seek(len(data), os.SEEK_CUR)
+    else:
+        f.write(data)
 
 # $1 = destination, $2 = expected sha256. Writes to a temporary name, checks, then renames.
 _PUT = r"""
@@ -34,12 +50,15 @@ if [ "$got" != "$2" ]; then rm -f -- "$t"; echo "sha256 mismatch in sandbox: got
 mv -f -- "$t" "$1" || { rm -f -- "$t"; exit 2; }
 """
 
-# $1 = source. Prints "HERMES <sha256> <size>\n", then the raw bytes.
+# $1 = source, $2 = the most bytes the caller takes. Prints "HERMES <sha256> <size>\n", then
+# the raw bytes. Only regular files are read: a FIFO or device would block or never end.
 _GET = r"""
 if [ -d "$1" ]; then echo "is a directory: $1"; exit 21; fi
 if [ ! -e "$1" ]; then echo "no such file: $1"; exit 2; fi
+if [ ! -f "$1" ]; then echo "not a regular file (a FIFO, socket or device): $1"; exit 22; fi
+s=$(stat -L -c %s -- "$1" 2>/dev/null) || s=$(wc -c < "$1") || exit 1
+if [ "$s" -gt "$2" ]; then echo "too large: $s bytes"; exit 27; fi
 h=$(sha256sum < "$1") || exit 1
-s=$(wc -c < "$1") || exit 1
 printf 'HERMES %s %s\n' "${h%% *}" "$s"
 exec cat -- "$1"
 """
@@ -111,9 +130,13 @@ def _sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-async def _stream_out(sandbox: Spawner, src: str, sink) -> int:
+def _cap(sandbox: Spawner, name: str, default: int) -> int:
+    return int(getattr(sandbox, name, None) or default)
+
+
+async def _stream_out(sandbox: Spawner, src: str, sink, max_bytes: int) -> int:
     """Stream ``src`` into ``sink(bytes)``; verify size and sha256; return the size."""
-    proc = await sandbox.spawn(["sh", "-c", _GET, "sh", src])
+    proc = await sandbox.spawn(["sh", "-c", _GET, "sh", src, str(max_bytes)])
     try:
         header = bytearray()
         while b"\n" not in header:
@@ -129,6 +152,10 @@ async def _stream_out(sandbox: Spawner, src: str, sink) -> int:
                 raise FileNotFoundError(f"no such file in sandbox: {src!r}")
             if code == 21:
                 raise IsADirectoryError(f"is a directory in sandbox: {src!r}")
+            if code == 22:
+                raise TransferError(f"refused to read {src!r}: not a regular file (a FIFO, socket or device)")
+            if code == 27:
+                raise TransferError(f"refused to read {src!r}: {msg}, more than the cap of {max_bytes} bytes")
             raise TransferError(f"download of {src!r} failed (exit {code}): {msg}")
         _, digest, size = line.decode().split(" ")
         h = hashlib.sha256()
@@ -160,7 +187,7 @@ async def read_bytes(sandbox: Spawner, src: str) -> bytes:
     async def sink(b: bytes) -> None:
         parts.append(b)
 
-    await _stream_out(sandbox, src, sink)
+    await _stream_out(sandbox, src, sink, _cap(sandbox, "max_read_bytes", MAX_READ_BYTES))
     return b"".join(parts)
 
 
@@ -171,9 +198,10 @@ async def get_file(sandbox: Spawner, src: str, local: Path) -> int:
         with os.fdopen(fd, "wb") as f:
 
             async def sink(b: bytes) -> None:
-                f.write(b)
+                write_sparse(f, b)
 
-            n = await _stream_out(sandbox, src, sink)
+            n = await _stream_out(sandbox, src, sink, _cap(sandbox, "max_download_bytes", MAX_DOWNLOAD_BYTES))
+            f.truncate(n)  # a file that ends in a hole
         os.replace(tmp, local)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -227,41 +255,106 @@ async def put_dir(sandbox: Spawner, local: Path, dest: str) -> list[str]:
     return names
 
 
-def _safe_member(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
-    """What a sandbox's tar may put on the host: nothing outside ``dest``.
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
 
-    The ``tar`` filter already refuses absolute and escaping names and writing through
-    symlinks; hard links additionally get the ``data`` filter's rule (no absolute or escaping
-    targets), else a link to a host file followed by a file of the same name would write into
-    the host file. Symlinks may point anywhere (a venv's python -> /usr/bin/python3): creating
-    one writes nothing outside ``dest``.
+
+def _policy(member: tarfile.TarInfo, dest: str, keep_special: bool) -> str | None:
+    """Why ``member`` is not recreated on the host (``None``: it is).
+
+    Names that escape ``dest`` or write through a link are refused outright (the ``tar``
+    filter raises); hard links must resolve inside ``dest`` (their *target*, through any link
+    already extracted); symlinks that resolve outside ``dest``, FIFOs and device nodes are
+    skipped unless ``keep_special``.
     """
+    root = os.path.realpath(dest)
+    if member.islnk():
+        target = os.path.realpath(os.path.join(root, member.linkname))
+        if os.path.isabs(member.linkname) or not _inside(target, root):
+            raise TransferError(
+                f"refused hard link {member.name!r} -> {member.linkname!r}: its target is outside "
+                f"the destination {dest!r}"
+            )
+        if not os.path.lexists(target):
+            return f"hard link to {member.linkname!r}, which was not extracted"
+    if keep_special:
+        return None
+    if member.isfifo() or member.ischr() or member.isblk():
+        return "FIFO or device node"
+    if member.issym():
+        base = os.path.dirname(os.path.join(root, member.name))
+        target = os.path.realpath(os.path.join(base, member.linkname))
+        if os.path.isabs(member.linkname) or not _inside(target, root):
+            return f"symlink to {member.linkname!r}, outside the destination"
+    return None
+
+
+def _safe_member(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
+    """The ``tar`` filter (no absolute or escaping names, no writing through links), plus the
+    ``data`` filter's rule for hard links."""
     if member.islnk():
         tarfile.data_filter(member, dest)
     return tarfile.tar_filter(member, dest)
 
 
-def extract_tar(fileobj, local: Path) -> list[str]:
-    """Extract a tar stream safely into ``local``; return the relative non-directory paths."""
+def extract_tar(
+    fileobj,
+    local: Path,
+    *,
+    keep_special: bool = False,
+    max_bytes: int | None = None,
+    skipped: list[str] | None = None,
+) -> list[str]:
+    """Extract a tar stream from a sandbox into ``local``, safely; return the relative paths of
+    the non-directory members extracted.
+
+    Nothing is written, linked or chmodded outside ``local``: escaping names and hard links
+    whose target resolves outside are refused (``TransferError``). Symlinks that point outside
+    ``local``, FIFOs and device nodes are not recreated unless ``keep_special``; their names
+    (with the reason) are appended to ``skipped``. ``max_bytes`` caps the file data written
+    (``TransferError`` past it), so a sandbox cannot fill the host disk.
+    """
     names: list[str] = []
     local.mkdir(parents=True, exist_ok=True)
+    written = 0
     with tarfile.open(fileobj=fileobj, mode="r|*") as tar:
         for member in tar:
             name = member.name.removeprefix("./")
             if not name or name == ".":
                 continue
             member.name = name
+            why = _policy(member, str(local), keep_special)
+            if why is not None:
+                if skipped is not None:
+                    skipped.append(f"{name}: {why}")
+                continue
+            if member.isfile():
+                written += member.size
+                if max_bytes is not None and written > max_bytes:
+                    raise TransferError(
+                        f"download stopped at {max_bytes} bytes (max_download_bytes): the "
+                        f"directory holds more (at {name!r}); raise the cap to take it all"
+                    )
             tar.extract(member, local, filter=_safe_member)
             if not member.isdir():
                 names.append(name)
     return names
 
 
-async def get_dir(sandbox: Spawner, src: str, local: Path) -> list[str]:
+async def get_dir(sandbox: Spawner, src: str, local: Path, *, keep_special: bool = False,
+                  skipped: list[str] | None = None) -> list[str]:
+    cap = _cap(sandbox, "max_download_bytes", MAX_DOWNLOAD_BYTES)
     proc = await sandbox.spawn(["sh", "-c", 'cd -- "$1" && exec tar -c -f - . 2>/dev/null', "sh", src])
     with tempfile.TemporaryFile() as spool:
         try:
+            spooled = 0
             while chunk := await proc.read(CHUNK):
+                spooled += len(chunk)
+                if spooled > cap + (1 << 20):  # tar headers are small: the data is over the cap
+                    raise TransferError(
+                        f"download of directory {src!r} stopped at {cap} bytes (max_download_bytes); "
+                        "raise the cap to take it all"
+                    )
                 await asyncio.to_thread(spool.write, chunk)
             code = await proc.wait(30)
         finally:
@@ -273,4 +366,6 @@ async def get_dir(sandbox: Spawner, src: str, local: Path) -> list[str]:
                 raise FileNotFoundError(f"no such directory in sandbox: {src!r}")
             raise TransferError(f"download of directory {src!r} failed (tar exit {code})")
         spool.seek(0)
-        return await asyncio.to_thread(extract_tar, spool, local)
+        return await asyncio.to_thread(
+            functools.partial(extract_tar, spool, local, keep_special=keep_special, max_bytes=cap, skipped=skipped)
+        )

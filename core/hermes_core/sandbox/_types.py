@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from ..errors import SandboxError
 
-__all__ = ["ExecResult", "Capabilities", "Process", "Command", "TIMEOUT_EXIT_CODE", "Spawner", "timeout_note"]
+__all__ = ["ExecResult", "Capabilities", "FileInfo", "Process", "Command", "TIMEOUT_EXIT_CODE", "Spawner", "timeout_note"]
 
 #: Exit code reported for a command that hit its timeout (as coreutils ``timeout`` does).
 TIMEOUT_EXIT_CODE = 124
@@ -44,6 +44,24 @@ class ExecResult:
     def to_dict(self) -> dict[str, Any]:
         """The ``{"exit_code", "output"}`` shape of the hermes verifier API."""
         return {"exit_code": self.exit_code, "output": self.output}
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """What a path in a sandbox is, without opening it (``Sandbox.stat``).
+
+    Attributes:
+        kind: ``file``, ``dir``, ``symlink`` (only when not following links), ``fifo``,
+            ``socket``, ``char``, ``block``, ``missing`` or ``other``.
+        size: bytes (apparent size) for a file, else 0.
+    """
+
+    kind: str
+    size: int = 0
+
+    @property
+    def regular(self) -> bool:
+        return self.kind == "file"
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -101,8 +102,15 @@ class ToolContext:
         return (await self.sandbox.exec(command, timeout=timeout, cwd=cwd)).to_dict()
 
     async def read_file(self, path: str) -> dict[str, Any]:
-        """Returns ``{"content": str, "path": str}`` or ``{"error": str}`` (binary/undecodable too)."""
+        """Returns ``{"content": str, "path": str}`` or ``{"error": str}`` (binary/undecodable too).
+
+        Only a regular file is read (a FIFO or device is refused without being opened), and at
+        most ``sandbox.max_read_bytes`` of it; larger files: use :meth:`download_file`.
+        """
         try:
+            refusal = await self._refuse_to_read(path, self.sandbox.max_read_bytes, "use download_file")
+            if refusal:
+                return {"error": refusal}
             data = await self.sandbox.read_bytes(path)
         except Exception as e:
             return {"error": f"cannot read {path!r}: {_why(e)}"}
@@ -140,22 +148,62 @@ class ToolContext:
     async def download_file(self, remote_path: str, local_path: str | Path) -> dict[str, Any]:
         """Copy a sandbox file to the host. ``{"success": True, "bytes"}`` or ``{"success": False, "error"}``."""
         try:
+            refusal = await self._refuse_to_read(path=remote_path, cap=None, hint="")
+            if refusal:
+                return {"success": False, "error": f"download of {remote_path!r} failed: {refusal}"}
             n = await self.sandbox.get_file(remote_path, local_path)
         except Exception as e:
             return {"success": False, "error": f"download of {remote_path!r} failed: {_why(e)}"}
         return {"success": True, "bytes": n}
 
-    async def download_dir(self, remote_dir: str, local_dir: str | Path) -> list[dict[str, Any]]:
-        """Copy a sandbox directory tree to the host; one ``{"path", "success", "bytes"}`` per file."""
+    async def download_dir(
+        self, remote_dir: str, local_dir: str | Path, *, keep_special: bool = False
+    ) -> list[dict[str, Any]]:
+        """Copy a sandbox directory tree to the host; one ``{"path", "success", "bytes"}`` per file.
+
+        Symlinks pointing outside ``local_dir``, FIFOs and device nodes are not recreated unless
+        ``keep_special``; each one skipped is listed with ``"success": False`` and ``"skipped"``
+        (the reason). File data past ``sandbox.max_download_bytes`` stops the copy.
+        """
+        skipped: list[str] = []
         try:
-            names = await self.sandbox.get_dir(remote_dir, local_dir)
+            names = await self.sandbox.get_dir(remote_dir, local_dir, **self._dir_options(keep_special, skipped))
         except Exception as e:
             return [{"path": str(remote_dir), "success": False, "error": f"download failed: {_why(e)}"}]
         out = []
         for n in names:
             p = Path(local_dir, n)
             out.append({"path": str(p), "success": True, "bytes": p.lstat().st_size})
+        for entry in skipped:
+            name, _, why = entry.partition(": ")
+            out.append({"path": str(Path(local_dir, name)), "success": False, "skipped": why})
         return out
+
+    def _dir_options(self, keep_special: bool, skipped: list[str]) -> dict[str, Any]:
+        """The keywords this backend's ``get_dir`` accepts (a third-party backend may predate
+        them; then its own extraction rules apply)."""
+        params = inspect.signature(self.sandbox.get_dir).parameters
+        opts: dict[str, Any] = {}
+        if "skipped" in params:
+            opts["skipped"] = skipped
+        if "keep_special" in params:
+            opts["keep_special"] = keep_special
+        elif keep_special:
+            raise TypeError(f"backend {self.sandbox.backend_name!r} cannot keep special files")
+        return opts
+
+    async def _refuse_to_read(self, path: str, cap: int | None, hint: str) -> str | None:
+        """Why ``path`` must not be read (not a regular file, or larger than ``cap``), or None."""
+        info = await self.sandbox.stat(path)
+        if info.kind == "missing":
+            return None  # let the read raise the backend's own "no such file"
+        if info.kind == "dir":
+            return f"{path!r} is a directory"
+        if not info.regular:
+            return f"{path!r} is not a regular file (it is a {info.kind}); it was not opened"
+        if cap is not None and info.size > cap:
+            return f"{path!r} is {info.size} bytes, more than the cap of {cap} (max_read_bytes); {hint}"
+        return None
 
     async def search(self, query: str, path: str = ".", **options: Any) -> dict[str, Any]:
         """Search file contents (regex) under ``path``, as the ``search_files`` tool does."""

@@ -118,5 +118,6 @@ rc=0
 run_pytest "$ROOT/hermes_backend_ssh/tests" "$@" || rc=$?
 
 step "benchmark smoke: bench/bench_ssh.py --quick"
+export XDG_DATA_HOME="$WORK/data"   # where the backend remembers hosts: not the real home
 timeout 300 "$PY" "$ROOT/bench/bench_ssh.py" --quick || { [ "$rc" -ne 0 ] || rc=1; }
 exit "$rc"

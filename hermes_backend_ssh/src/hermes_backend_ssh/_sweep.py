@@ -6,6 +6,7 @@ one whose owner ran on another machine (this one cannot tell), is never touched.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -18,6 +19,8 @@ from ._record import recorded_options
 
 __all__ = ["sweep"]
 
+log = logging.getLogger("hermes_backend_ssh")
+
 
 async def sweep(older_than: float | None = None, options: SSHOptions | Mapping[str, Any] | None = None) -> list[str]:
     """Remove leftovers of dead drivers on every host of ``options`` (default: every host this
@@ -29,7 +32,7 @@ async def sweep(older_than: float | None = None, options: SSHOptions | Mapping[s
 
     Returns:
         One line per removed directory or killed orphan. Hosts that cannot be reached are
-        reported in the list as ``"<host>: not swept (<reason>)"``.
+        logged (warning) and skipped.
     """
     if options is None:
         configs = recorded_options()
@@ -43,7 +46,7 @@ async def sweep(older_than: float | None = None, options: SSHOptions | Mapping[s
             try:
                 out += await _sweep_host(opts, host, older_than)
             except Exception as e:  # noqa: BLE001 - one bad host must not stop the sweep
-                out.append(f"{host.address}: not swept ({e})")
+                log.warning("ssh sweep: %s not swept: %s", host.address, e)
     return out
 
 

@@ -162,3 +162,59 @@ async def test_missing_chromium_is_a_structured_error(runtime):
     async with runtime.rollout(backend="local", toolsets=["browser"]) as ctx:
         out = await call(ctx, "browser_navigate", url="http://127.0.0.1:9/")
         assert out["error"]["type"] == "browser_unavailable" and "apt-get install chromium" in out["error"]["message"]
+
+
+async def test_popups_become_the_current_tab_and_are_capped(runtime, server):
+    hermes_toolset_browser.configure(runtime, hermes_toolset_browser.options_for(runtime), max_tabs=3)
+    server.page("/popup", "<title>Popup</title><p>popup page</p>")
+    url = server.page("/opener", "<a href='/popup' target='_blank'>Open popup</a>"
+                                 "<button onclick=\"for (let i = 0; i < 20; i++) window.open('/popup')\">Spam</button>")
+    async with runtime.rollout(backend="local", toolsets=["browser"]) as ctx:
+        await call(ctx, "browser_navigate", url=url)
+        snap = (await call(ctx, "browser_snapshot"))["snapshot"]
+        ref = snap.split('link "Open popup" [ref=')[1].split("]")[0]
+        await call(ctx, "browser_click", ref=ref)
+        for _ in range(50):
+            if (await call(ctx, "browser_snapshot"))["title"] == "Popup":
+                break
+            await asyncio.sleep(0.1)
+        assert (await call(ctx, "browser_snapshot"))["title"] == "Popup"  # the new tab is current
+        await call(ctx, "browser_back")  # no history in the popup: stays or errors, never raises
+        await call(ctx, "browser_navigate", url=url)
+        snap = (await call(ctx, "browser_snapshot"))["snapshot"]
+        ref = snap.split('button "Spam" [ref=')[1].split("]")[0]
+        out = await call(ctx, "browser_click", ref=ref)
+        context = hermes_toolset_browser.manager_for(ctx).sessions[ctx.task_id].context
+        for _ in range(50):
+            await asyncio.sleep(0.1)
+            if len(context.pages) <= 3:
+                break
+        assert 1 <= len(context.pages) <= 3
+        later = await call(ctx, "browser_snapshot")
+        assert "tab was closed" in (out.get("note", "") + later.get("note", ""))
+
+
+async def test_cancelled_rollout_still_closes_its_context(runtime, server):
+    server.routes["/hang"] = lambda q, h: (server.release.wait(60), (200, {}, b""))[1]
+    holder = {}
+
+    async def rollout():
+        async with runtime.rollout(backend="local", toolsets=["browser"]) as ctx:
+            await call(ctx, "browser_navigate", url=server.page("/a", "<p>a</p>"))
+            holder["mgr"] = hermes_toolset_browser.manager_for(ctx)
+            holder["task"] = ctx.task_id
+            await call(ctx, "browser_navigate", url=server.base + "/hang")  # cancelled in here
+
+    task = asyncio.ensure_future(rollout())
+    for _ in range(200):
+        if "mgr" in holder:
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.5)
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    mgr = holder["mgr"]
+    assert holder["task"] not in mgr.sessions and mgr.browser.contexts == []

@@ -85,6 +85,11 @@ class Session:
         return info
 
     def _new_page(self, page: Any) -> None:
+        if self.context is not None and len(self.context.pages) > self.options.max_tabs:
+            # a page that opens windows in a loop must not exhaust the driver's memory
+            self.notes.append(f"a new tab was closed: this rollout may have {self.options.max_tabs} tabs open")
+            asyncio.ensure_future(page.close())
+            return
         if page not in self._watched:  # the context's "page" event and new_page() both report it
             self._watched.add(page)
             self._watch(page)

@@ -35,6 +35,7 @@ class BrowserOptions(BaseModel):
     viewport_width: int = Field(1280, ge=200, le=7680)
     viewport_height: int = Field(720, ge=200, le=4320)
     max_snapshot_chars: int = Field(30_000, ge=1000, description="Snapshot text kept (head and tail).")
+    max_tabs: int = Field(8, ge=1, le=100, description="Tabs one rollout may have open; pages opening more are closed.")
     max_console: int = Field(200, ge=1, description="Console messages kept per rollout (newest).")
     dialogs: Literal["accept", "dismiss"] = Field("accept", description="What to do with alert/confirm/prompt dialogs.")
     downloads_dir: str = Field("downloads", description="Sandbox directory downloads are saved into.")

@@ -82,19 +82,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 # ---------------------------------------------------------------------- remote inspection
 
-async def bare_connection(port: int | None = None):
+async def bare_connection(port: int | None = None, user: str | None = None):
     """A plain asyncssh connection to a test sshd, for assertions (not the backend's code)."""
     import asyncssh
 
     return await asyncssh.connect(
-        "127.0.0.1", port or ports()[0], username=env("HERMES_SSH_TEST_USER"),
+        "127.0.0.1", port or ports()[0], username=user or env("HERMES_SSH_TEST_USER"),
         client_keys=[env("HERMES_SSH_TEST_KEY")], known_hosts=env("HERMES_SSH_TEST_KNOWN_HOSTS"),
         agent_path=None, config=None,
     )
 
 
-async def remote(command: str, port: int | None = None) -> str:
-    conn = await bare_connection(port)
+async def remote(command: str, port: int | None = None, user: str | None = None) -> str:
+    conn = await bare_connection(port, user)
     try:
         r = await conn.run(command, check=False)
         return str(r.stdout)
@@ -113,11 +113,11 @@ def marked_processes_script(prefix: str) -> str:
     )
 
 
-async def remote_leftovers(directory: str) -> list[str]:
+async def remote_leftovers(directory: str, user: str | None = None) -> list[str]:
     import shlex
 
     out = await remote(
-        f"test -e {shlex.quote(directory)} && echo DIR; {marked_processes_script(directory)}"
+        f"test -e {shlex.quote(directory)} && echo DIR; {marked_processes_script(directory)}", user=user
     )
     found = []
     for line in out.split():
@@ -145,14 +145,19 @@ def nothing_left_on_the_hosts(pytestconfig: pytest.Config):
         "p=${f#/proc/}; p=${p%/environ}; s=$(cut -d' ' -f3 < /proc/$p/stat 2>/dev/null); "
         "[ \"$s\" = Z ] || [ -z \"$s\" ] || echo \"PROC $p $(tr '\\0' ' ' < /proc/$p/cmdline)\"; done"
     )
-    deadline = time.monotonic() + 10
-    while True:
-        out = asyncio.run(remote(script)).strip()
-        if not out or time.monotonic() > deadline:
-            break
-        time.sleep(0.3)
-    asyncio.run(remote(f"rmdir \"$HOME/{root}\" 2>/dev/null; true"))
-    assert not out, f"left behind on the SSH host by the tests:\n{out}"
+    users = [env("HERMES_SSH_TEST_USER")] + ([os.environ["HERMES_SSH_TEST_SH_USER"]] if os.environ.get("HERMES_SSH_TEST_SH_USER") else [])
+    found = []
+    for user in users:  # each user can only see its own processes' environments
+        deadline = time.monotonic() + 10
+        while True:
+            out = asyncio.run(remote(script, user=user)).strip()
+            if not out or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        asyncio.run(remote(f"rmdir \"$HOME/{root}\" 2>/dev/null; true", user=user))
+        if out:
+            found.append(f"as {user}:\n{out}")
+    assert not found, "left behind on the SSH host by the tests:\n" + "\n".join(found)
 
 
 # ---------------------------------------------------------------------- a killable sshd
@@ -198,7 +203,7 @@ class PrivateSshd:
             f"PidFile {self.workdir}/sshd-{self.port}.pid\n"
             f"AuthorizedKeysFile {env('HERMES_SSH_TEST_AUTHORIZED_KEYS')}\nStrictModes no\n"
             "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n"
-            f"AllowUsers {env('HERMES_SSH_TEST_USER')}\nMaxSessions 64\nPrintMotd no\n"
+            f"AllowUsers {env('HERMES_SSH_TEST_USER')} {os.environ.get('HERMES_SSH_TEST_SH_USER', '')}\nMaxSessions 64\nPrintMotd no\n"
             "Subsystem sftp internal-sftp\nLogLevel ERROR\n"
         )
         self.proc = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(conf)], stderr=subprocess.DEVNULL)

@@ -11,12 +11,17 @@ apt_install openssh-server openssh-client procps
 pip_install -e "$ROOT/hermes_backend_ssh[test]"
 
 SSH_USER=${HERMES_SSH_TEST_USER:-hermes-ssh-test}
-step "test user $SSH_USER and keys"
+SH_USER=${HERMES_SSH_TEST_SH_USER:-hermes-ssh-test-sh}   # login shell /bin/sh: the non-bash path
+step "test users $SSH_USER, $SH_USER and keys"
 if ! id "$SSH_USER" >/dev/null 2>&1; then
     useradd --create-home --shell /bin/bash "$SSH_USER"
 fi
+if ! id "$SH_USER" >/dev/null 2>&1; then
+    useradd --create-home --shell /bin/sh "$SH_USER"
+fi
 # A locked account ('!') is refused by sshd even for key auth; '*' means "no password".
 usermod -p '*' "$SSH_USER"
+usermod -p '*' "$SH_USER"
 mkdir -p /run/sshd
 chmod 755 /run/sshd
 
@@ -69,7 +74,7 @@ PubkeyAuthentication yes
 PasswordAuthentication no
 KbdInteractiveAuthentication no
 UsePAM no
-AllowUsers $SSH_USER
+AllowUsers $SSH_USER $SH_USER
 MaxSessions 64
 MaxStartups 64:30:128
 PrintMotd no
@@ -101,6 +106,7 @@ echo "sshd A on $PORT_A (pid ${pids[0]}), sshd B on $PORT_B (pid ${pids[1]})"
 
 export HERMES_SSH_TEST_PORTS="$PORT_A,$PORT_B"
 export HERMES_SSH_TEST_USER="$SSH_USER"
+export HERMES_SSH_TEST_SH_USER="$SH_USER"
 export HERMES_SSH_TEST_KEY="$WORK/client_ed25519"
 export HERMES_SSH_TEST_KNOWN_HOSTS="$WORK/known_hosts"
 export HERMES_SSH_TEST_HOST_KEY="$WORK/host_ed25519"          # for tests that start a killable sshd

@@ -151,14 +151,17 @@ class SingularitySandbox(Sandbox):
             )
         if code != 0:
             raise SandboxError(
-                f"apptainer instance start failed for image {o.image!r} (exit {code}): {_tail(out)}"
+                f"{os.path.basename(self.binary)} instance start failed for image {o.image!r} (exit {code}): "
+                f"{_tail(out)}"
             )
         r = await self._run(["mkdir", "-p", "--", o.workdir], cwd="/")
         if r.exit_code != 0:
             raise SandboxError(f"cannot create the working directory {o.workdir!r} in the instance: {_tail(r.output)}")
 
     async def _close(self) -> None:
-        if self._tasks:  # marker kills of cancelled commands: the instance goes anyway
+        if self._tasks:  # marker kills of cancelled commands: stopping the instance kills all anyway
+            for task in self._tasks:
+                task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
         self._kill_launchers()
         if self._start_state != "never" and self.binary is not None:

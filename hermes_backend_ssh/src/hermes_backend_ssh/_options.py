@@ -54,7 +54,7 @@ class SSHOptions(BaseModel):
 
     Host keys are checked (``known_hosts``, or a pinned ``host_key`` per host). The remote
     environment is scrubbed: only ``PATH``, ``HOME``/``TMPDIR`` (inside the sandbox directory),
-    ``LANG``, ``USER``/``LOGNAME``, ``env`` and the host variables named in ``pass_env`` reach it.
+    ``USER``/``LOGNAME``, ``env`` and the host variables named in ``pass_env`` reach it.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)

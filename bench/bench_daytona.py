@@ -169,7 +169,6 @@ def main() -> int:
     args.starts, args.execs, args.transfers = (3, 10, 2) if args.quick else (10, 40, 5)
     if args.rollouts is None:
         args.rollouts = 40 if args.quick else 1000
-    os.environ.setdefault("HERMES_DISABLE_PLUGINS", "")
     from fake.server import FakeDaytona
 
     fake = FakeDaytona().start()

@@ -420,3 +420,32 @@ async def test_close_kills_processes_that_left_the_group(runtime):
     assert len(running) >= 3, f"the escapees did not start: {running}"
     await sb.close()
     assert await remote_leftovers(sb.remote_dir) == []
+
+
+async def test_cancelled_exec_kills_the_remote_command(make):
+    from hermes_core.testing import count_processes_script
+
+    sb = await make()
+    m = "hermes-ssh-cancelled"
+    task = asyncio.ensure_future(sb.exec(f"(exec -a {m} sleep 60) & exec -a {m} sleep 60"))
+    for _ in range(100):
+        if (await sb.exec(count_processes_script(m))).output.strip() == "2":
+            break
+        await asyncio.sleep(0.05)
+    assert (await sb.exec(count_processes_script(m))).output.strip() == "2"
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    for _ in range(100):
+        left = (await sb.exec(count_processes_script(m))).output.strip()
+        if left == "0":
+            break
+        await asyncio.sleep(0.05)
+    assert left == "0", "a cancelled command kept running on the host"
+
+
+async def test_exec_returns_when_a_background_child_keeps_output_open(make):
+    sb = await make()
+    # The child holds the channel's stdout open; the command itself is done.
+    r = await asyncio.wait_for(sb.exec("(sleep 30) & echo done"), 15)
+    assert r.exit_code == 0 and r.output == "done\n"

@@ -343,13 +343,10 @@ class SSHSandbox(Sandbox):
             if self._lost is None and self._conn is not None:
                 if pid is not None:
                     await self._internal(_remote.SIGNAL_GROUP, "9", str(pid), timeout=10)
-                if pid is None or not s.exited.done():
+                    await asyncio.wait([s.exited], timeout=1)
+                if not s.exited.done():  # no header yet, or the group did not die: by nonce
                     await self._internal(_remote.KILL_MARKED, f"{_remote.EXEC_MARKER}={nonce}", timeout=15)
-                try:
-                    async with asyncio.timeout(2):
-                        await asyncio.shield(s.exited)
-                except TimeoutError:
-                    pass
+                    await asyncio.wait([s.exited], timeout=2)
         except (SandboxError, asyncssh.Error, OSError):
             pass
         finally:

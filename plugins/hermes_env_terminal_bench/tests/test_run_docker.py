@@ -61,7 +61,8 @@ def _check_single(records: dict, artifacts: Path) -> None:
     oracle = (hello / "agent" / "oracle.txt").read_text()
     assert "solving in /app with DEBIAN_FRONTEND=noninteractive" in oracle
     assert (hello / "verifier" / "reward.txt").read_text().strip() == "1"
-    assert "nets=lo" in (hello / "verifier" / "test-stdout.txt").read_text()
+    stdout = (hello / "verifier" / "test-stdout.txt").read_text()
+    assert "nets=lo" in stdout and "memory=1073741824 cpu_quota=100000" in stdout
     assert (hello / "artifacts" / "app" / "hello.txt").read_text() == "Hello, world!\n"
     assert (hello / "artifacts" / "logs" / "artifacts" / "note.txt").read_text() == "published\n"
     assert (hello / "artifacts" / "outputs" / "result.txt").is_file()

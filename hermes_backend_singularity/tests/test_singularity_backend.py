@@ -418,3 +418,28 @@ async def test_cancelled_exec_leaves_no_process(make):
             break
         await asyncio.sleep(0.1)
     assert left == "0"
+
+
+@pytest.mark.shim
+async def test_hermes_sandbox_sweep_command(tmp_path):
+    """``hermes sandbox sweep --backend singularity`` finds the CLI on PATH and applies the rule."""
+    import shutil as _shutil
+    import sys
+
+    dead = subprocess.Popen(["sleep", "0"])
+    with open(f"/proc/{dead.pid}/stat", "rb") as f:
+        start = int(f.read().rsplit(b")", 1)[1].split()[19])
+    dead.wait()
+    me = Owner.me()
+    name = instance_name("hermes", Owner(dead.pid, start, me.boot, me.host, int(time.time()) - 7200))
+    assert _shim("instance", "start", "--containall", "--writable-tmpfs", f"docker://{BUSYBOX_IMAGE}", name).returncode == 0
+    try:
+        hermes = _shutil.which("hermes", path=os.path.dirname(sys.executable)) or "hermes"
+        env = {**os.environ, "PATH": f"{os.path.dirname(SHIM)}:{os.environ['PATH']}"}
+        r = subprocess.run([hermes, "sandbox", "sweep", "--backend", "singularity"], capture_output=True,
+                           timeout=300, env=env)
+        assert r.returncode == 0, r.stderr
+        assert name.encode() in r.stdout, r.stdout
+        assert name not in shim_instances()
+    finally:
+        _shim("instance", "stop", "--force", name)

@@ -169,3 +169,21 @@ def test_hermes_eval_cli(tmp_path):
     records = {json.loads(line)["task_id"]: json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()}
     assert records["hello-world"]["reward"] == 1.0 and records["failing-solution"]["reward"] == 0.0
     assert json.loads(proc.stdout)["mean_reward"] == 0.5
+
+
+async def test_agent_cannot_see_the_solution_or_forge_the_reward(tmp_path):
+    """Before the agent: no /solution. An agent that plants a reward file and its own /tests
+    gets nothing from it: stale rewards and /tests are removed before the task's tests run."""
+    env = TerminalBench(TerminalBenchConfig(path=str(TASKS), tasks=["no-reward", "failing-solution"],
+                                            artifacts_dir=str(tmp_path)))
+    forge = ("test ! -e /solution && mkdir -p /tests && printf '#!/bin/bash\\necho 1 > /logs/verifier/reward.txt\\n' "
+             "> /tests/test.sh && chmod +x /tests/test.sh && echo 1 > /logs/verifier/reward.txt "
+             "&& echo '{\"reward\": 1}' > /logs/verifier/reward.json && echo 7 > /tmp/other")
+    items = [i.model_copy(update={"solution": forge}) for i in await env.tasks()]
+    async with Runtime() as rt:
+        runner = Runner(rt, rt.agents.get("oracle").factory(), environment=env, backend="docker",
+                        backend_options=BACKEND_OPTIONS, concurrency=2)
+        records = {r["task_id"]: r for r in (await runner.run(items)).records}
+    assert records["no-reward"]["agent_error"] is None  # `test ! -e /solution` held
+    assert "wrote no reward file" in records["no-reward"]["verifier_error"]
+    assert records["failing-solution"]["reward"] == 0.0 and records["failing-solution"]["scores"] == {"reward": 0.0}

@@ -55,26 +55,27 @@ BACKEND_LABEL = "hermes.backend"
 EXEC_WRAPPER = r"""
 n=$1 t=$2 cwd=$3 max=$4 in=$5; shift 5
 exec 2>/dev/null
-d=$(mktemp -d "${TMPDIR:-/tmp}/.hermes-exec.XXXXXX") || { printf '\nhermes: mktemp failed\n%s 125 0\n' "$n"; exit 0; }
-trap 'rm -rf "$d"; [ "$in" = /dev/null ] || rm -f "$in"' EXIT
-[ "$in" = - ] && in=/dev/null
+o="${TMPDIR:-/tmp}/.hermes-exec-$n"
+r=
+if [ "$in" = - ]; then in=/dev/null; else r=$in; fi
+trap 'rm -f -- "$o" "$o.t" ${r:+"$r"}' EXIT
 if ! cd -- "$cwd"; then printf 'hermes: cannot change to directory %s\n%s 1 0\n' "$cwd" "$n"; exit 0; fi
 set -m
-"$@" <"$in" >"$d/o" 2>&1 &
+"$@" <"$in" >"$o" 2>&1 &
 p=$!
 w=
 if [ "$t" != 0 ]; then
-  { sleep "$t"; : >"$d/t"; kill -TERM -- "-$p"; sleep 2; kill -KILL -- "-$p"; } >/dev/null 2>&1 </dev/null &
+  { sleep "$t"; : >"$o.t"; kill -TERM -- "-$p"; sleep 2; kill -KILL -- "-$p"; } >/dev/null 2>&1 </dev/null &
   w=$!
 fi
 set +m
 wait "$p"; rc=$?
 [ -n "$w" ] && kill -KILL -- "-$w"
 to=0
-if [ -e "$d/t" ]; then kill -KILL -- "-$p"; to=1; rc=124; fi
-sz=$(wc -c <"$d/o")
-if [ "$sz" -le "$max" ]; then cat "$d/o"
-else h=$((max / 2)); head -c "$h" "$d/o"; printf '\n[hermes: %s bytes of output omitted]\n' $((sz - max)); tail -c "$h" "$d/o"
+if [ -e "$o.t" ]; then kill -KILL -- "-$p"; to=1; rc=124; fi
+sz=$(wc -c <"$o")
+if [ "$sz" -le "$max" ]; then cat "$o"
+else h=$((max / 2)); head -c "$h" "$o"; printf '\n[hermes: %s bytes of output omitted]\n' $((sz - max)); tail -c "$h" "$o"
 fi
 printf '\n%s %s %s\n' "$n" "$rc" "$to"
 exit 0
@@ -313,7 +314,7 @@ class DaytonaSandbox(Sandbox):
     ) -> ExecResult:
         self._check_open()
         argv = self._wrapped(self.argv(command), env)
-        nonce = f"__HERMES_EXEC_{secrets.token_hex(8)}__"
+        nonce = f"__HERMES_EXEC_{secrets.token_hex(12)}__"
         stdin_path = "-"
         if stdin is not None:
             stdin_path = f"/tmp/.hermes-stdin-{secrets.token_hex(8)}"

@@ -86,13 +86,19 @@ def pull_batch_once(api):
 def test_process_writes_the_groups_as_jsonl(tmp_path, tokenizer_dir, hf_tokenizer, scripted):
     cfg = write_config(tmp_path / "process.yaml", tokenizer_dir, scripted.base_url)
     out = tmp_path / "groups.jsonl"
+    # a mapping option given on the command line (JSON) wins over the YAML file's
     code, log = run_env(env_cmd("process", cfg, "--env.use_wandb", "false", "--env.data_path_to_save_groups", str(out),
-                                "--env.total_steps", "2"), tmp_path, timeout=240)
+                                "--env.total_steps", "2", "--env.environment_config", '{"tasks": ["count-errors"]}'),
+                        tmp_path, timeout=240)
     assert code == 0, log
     groups = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(groups) == 2
+    from hermes_plugins.terminal_test.tasks import TASKS
+
+    prompt = next(t.prompt for t in TASKS if t.id == "count-errors")
     for group in groups:
         check_sequences(group, hf_tokenizer)
+        assert all(seq[1]["content"] == prompt for seq in group["messages"])
     assert out.with_suffix(".html").exists()
 
 

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from atroposlib.envs.base import APIServerConfig, BaseEnv, BaseEnvConfig
 from pydantic import Field
+from pydantic_core import core_schema
 
 from ._groups import GroupStats, build_group, is_infra_failure
 
@@ -22,15 +23,43 @@ __all__ = ["HermesAtroposConfig", "HermesAtroposEnv"]
 logger = logging.getLogger("hermes_atropos")
 
 
+def _json_text(value: Any) -> Any:
+    """On the command line a mapping or list arrives as text: JSON (or a comma list)."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith(("{", "[")):
+            return json.loads(text)
+        return [t for t in text.split(",") if t]
+    return value
+
+
+class JsonMapping(dict):  # type: ignore[type-arg]
+    """A mapping option that also takes JSON text (``--env.environment_config '{"tasks": [...]}'``).
+
+    A type of its own, not a validator: atroposlib's CLI copies only field annotations."""
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:
+        return core_schema.no_info_before_validator_function(_json_text, handler.generate_schema(dict[str, Any]))
+
+
+class JsonList(list):  # type: ignore[type-arg]
+    """A list option that also takes JSON text or ``a,b,c``."""
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:
+        return core_schema.no_info_before_validator_function(_json_text, handler.generate_schema(list[str]))
+
+
 class HermesAtroposConfig(BaseEnvConfig):
     """``BaseEnvConfig`` plus what a hermes rollout needs (``--env.<field>`` on the CLI)."""
 
     environment: str = Field("terminal-test", description="Registered hermes environment to serve.")
-    environment_config: dict[str, Any] = Field(default_factory=dict, description="Config of the environment (over its default config).")
-    eval_environment_config: dict[str, Any] = Field(default_factory=dict, description="Config layer for evaluate (over environment_config).")
+    environment_config: JsonMapping = Field(default_factory=dict, description="Config of the environment (over its default config).")
+    eval_environment_config: JsonMapping = Field(default_factory=dict, description="Config layer for evaluate (over environment_config).")
     backend: str = Field("local", description="hermes backend for the sandboxes (local, docker, ...).")
-    backend_options: dict[str, Any] = Field(default_factory=dict, description="Options of the backend.")
-    toolsets: list[str] | None = Field(None, description="Toolsets offered (default: the environment's).")
+    backend_options: JsonMapping = Field(default_factory=dict, description="Options of the backend.")
+    toolsets: JsonList | None = Field(None, description="Toolsets offered (default: the environment's).")
     agent: Literal["openai-completions", "openai"] = Field(
         "openai-completions",
         description="openai-completions: token ids in/out (vLLM/SGLang), token-exact; openai: chat completions, "

@@ -449,3 +449,18 @@ async def test_exec_returns_when_a_background_child_keeps_output_open(make):
     # The child holds the channel's stdout open; the command itself is done.
     r = await asyncio.wait_for(sb.exec("(sleep 30) & echo done"), 15)
     assert r.exit_code == 0 and r.output == "done\n"
+
+
+async def test_a_host_that_comes_back_is_used_again(make, private_sshd):
+    from hermes_backend_ssh import HostUnreachableError
+
+    first = private_sshd()
+    port = first.port
+    hosts = [f"{env('HERMES_SSH_TEST_USER')}@127.0.0.1:{port}"]
+    known = _known_hosts_with(port)
+    first.kill()
+    with pytest.raises(HostUnreachableError):
+        await make(hosts=hosts, known_hosts=known, down_for=600)
+    private_sshd(port)  # the host is back; it is still marked down for 600 s
+    sb = await make(hosts=hosts, known_hosts=known, down_for=600)
+    assert (await sb.exec("echo back")).output == "back\n"

@@ -109,8 +109,13 @@ class SSHSandbox(Sandbox):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.opts.placement_timeout
         failures: dict[HostKey, str] = {}
+        retried_down = False
         while True:
             order = self._pool.candidates([(k, c) for k, c, _ in hosts])
+            if not order and not retried_down and len(self._pool.down([k for k, _, _ in hosts])) == len(hosts):
+                # Every host is marked down: try each once more (one may be back) before failing.
+                retried_down = True
+                order = [k for k, c, _ in hosts if self._pool.state(k).active < c]
             for key in order:
                 self._pool.reserve(key)
                 self._key, self.host = key, by_key[key]

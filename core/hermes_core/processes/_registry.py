@@ -65,10 +65,15 @@ __all__ = [
 log = logging.getLogger("hermes.processes")
 
 # $1 log file, $2 exit-code file, $3 the command. tee -p keeps logging when the driver's end of
-# the pipe is gone (a crashed driver); the EXIT trap records the code for a later runtime.
+# the pipe is gone (a crashed driver); the EXIT trap records the code for a later runtime, and a
+# signal is recorded as 128+N.
 _WRAPPER = (
     'exec > >(exec tee -p -- "$1") 2>&1; __hermes_rc_file=$2; __hermes_cmd=$3; shift 3; '
-    "trap 'echo $? > \"$__hermes_rc_file\"' EXIT; eval \"$__hermes_cmd\""
+    "trap 'echo $? > \"$__hermes_rc_file\"' EXIT; "
+    # A signal ends the wrapper with 128+N (without these traps the EXIT trap would record
+    # the status of the last command that finished, often 0, for a job that was killed).
+    "trap 'exit 143' TERM; trap 'exit 129' HUP; trap 'exit 130' INT; "
+    "eval \"$__hermes_cmd\""
 )
 _READ_CHUNK = 1 << 16
 _DRAIN = 0.05  # how long an exited process's last output may take to arrive

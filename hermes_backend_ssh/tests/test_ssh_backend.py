@@ -464,3 +464,5 @@ async def test_a_host_that_comes_back_is_used_again(make, private_sshd):
     private_sshd(port)  # the host is back; it is still marked down for 600 s
     sb = await make(hosts=hosts, known_hosts=known, down_for=600)
     assert (await sb.exec("echo back")).output == "back\n"
+    await sb.close()  # before the private sshd goes (fixtures end in reverse order)
+    assert await remote_leftovers(sb.remote_dir) == []

@@ -35,6 +35,8 @@ def register(sub) -> None:
                    help="environment config override (value parsed as JSON when it can be); repeatable")
     p.add_argument("--tasks", metavar="ID,ID", help="run only these task ids")
     p.add_argument("--limit", type=int, help="run at most this many tasks")
+    p.add_argument("--path", help="dataset location for environments that read one (sets the environment key `path`)")
+    p.add_argument("--dataset", help="dataset file for environments that read one (sets the environment key `dataset`)")
     p.add_argument("--json", action="store_true", help="print summary.json instead of the table")
     p.set_defaults(func=cmd_eval)
 
@@ -52,6 +54,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         cli_layer["tasks"] = [t.strip() for t in args.tasks.split(",") if t.strip()]
     if args.limit is not None:
         cli_layer["limit"] = args.limit
+    for key in ("path", "dataset"):
+        if getattr(args, key, None):
+            cli_layer[key] = getattr(args, key)
     env = spec.cls.from_layers([
         (f"default config of environment {args.env!r}", spec.default_config),
         (f"{getattr(args, 'config', '')}: environment", env_section),

@@ -158,6 +158,21 @@ class Environment:
                     f"{res['output'][-500:].strip()}"
                 )
 
+    async def run_agent(
+        self,
+        agent: Any,
+        item: TaskItem,
+        ctx: ToolContext,
+        *,
+        system_prompt: str | None = None,
+        max_turns: int | None = None,
+        deadline: float | None = None,
+    ) -> AgentResult:
+        """The agent phase of a rollout: by default one ``agent.run``. An environment with
+        several steps per task (Harbor's ``[[steps]]``) overrides this to drive the agent step
+        by step (per-step instructions, tests, early stop)."""
+        return await agent.run(item, ctx, system_prompt=system_prompt, max_turns=max_turns, deadline=deadline)
+
     async def verify(self, item: TaskItem, result: AgentResult, ctx: ToolContext) -> float | dict[str, float]:
         """Score a rollout when the environment names no registered verifier. Override this."""
         raise NotImplementedError(

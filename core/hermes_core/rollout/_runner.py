@@ -256,6 +256,8 @@ class Runner:
         try:
             async with self.runtime.rollout(backend=backend, options=options, toolsets=toolsets) as ctx:
                 sandbox_id = ctx.task_id
+                if self.out is not None:  # where an environment collects this rollout's files
+                    ctx.artifacts_dir = self.out.path / "artifacts" / rollout_id(item.id, group_index)
                 try:
                     result, outcome, error = await self._inside(item, ctx, t0 + cfg.timeout, result)
                 finally:
@@ -326,9 +328,11 @@ class Runner:
             except Exception as e:
                 return result, None, f"setup of task {item.id!r} raised {type(e).__name__}: {e}"
         try:
-            result = await self.agent.run(
-                item, ctx, system_prompt=cfg.system_prompt, max_turns=cfg.max_turns, deadline=deadline
-            )
+            kw = dict(system_prompt=cfg.system_prompt, max_turns=cfg.max_turns, deadline=deadline)
+            if self.environment is not None:
+                result = await self.environment.run_agent(self.agent, item, ctx, **kw)
+            else:
+                result = await self.agent.run(item, ctx, **kw)
         except Exception as e:  # a buggy agent must not take the run down
             result.stop_reason = "agent_error"
             result.error = f"agent {type(self.agent).__name__} raised {type(e).__name__}: {e}"

@@ -56,6 +56,9 @@ class ToolContext:
         self.installed_tools = installed_tools
         self.runtime = runtime
         self.max_output_chars = max_output_chars
+        #: Where files this rollout produces for the run are collected (set by the Runner when
+        #: it writes a results directory: ``<out>/artifacts/<rollout id>``), else ``None``.
+        self.artifacts_dir: Path | None = None
         #: Bytes of a tool command's output kept before bounding (see HermesConfig).
         self.tool_output_bytes = tool_output_bytes
         self.tool_errors: list[ToolError] = []

@@ -31,7 +31,7 @@ async def main(quick: bool) -> None:
     from hermes_atropos import HermesAtroposConfig, HermesAtroposEnv
     from hermes_plugins.parsers.testing import ScriptedCompletionsServer
 
-    rounds, group = (3, 4) if quick else (10, 8)
+    rounds, group = (3, 4) if quick else (20, 8)
     tok_dir = build_tokenizer(Path(tempfile.mkdtemp()) / "tok")
     tokenizer = AutoTokenizer.from_pretrained(str(tok_dir))
     with ScriptedCompletionsServer(tokenizer, TerminalTestPolicy()) as srv:
@@ -60,12 +60,13 @@ async def main(quick: bool) -> None:
                         atropos.append(time.perf_counter() - t0)
         finally:
             await env.aclose()
-    p, a = statistics.median(plain), statistics.median(atropos)
     print(f"{rounds} rounds, groups of {group} rollouts (terminal-test hello-file, local backend, scripted server)")
-    print(f"plain Runner:     {group / p:7.1f} rollouts/s   {p / group * 1000:7.1f} ms/rollout (median of rounds)")
-    print(f"Atropos env path: {group / a:7.1f} rollouts/s   {a / group * 1000:7.1f} ms/rollout")
-    print(f"overhead: {a / p:.3f}x  ({(a - p) / group * 1000:+.2f} ms per rollout; target <= 1.1x)")
-
+    # The machine is shared: the minimum is the least disturbed round of each path; the median is shown too.
+    for label, pick in (("min", min), ("median", statistics.median)):
+        p, a = pick(plain), pick(atropos)
+        print(f"[{label:6}] plain Runner {group / p:6.1f} rollouts/s ({p / group * 1000:6.1f} ms/rollout)   "
+              f"Atropos env {group / a:6.1f} rollouts/s ({a / group * 1000:6.1f} ms/rollout)   "
+              f"overhead {a / p:.3f}x ({(a - p) / group * 1000:+.2f} ms/rollout; target <= 1.1x)")
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()

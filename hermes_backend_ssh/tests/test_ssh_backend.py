@@ -466,3 +466,19 @@ async def test_a_host_that_comes_back_is_used_again(make, private_sshd):
     assert (await sb.exec("echo back")).output == "back\n"
     await sb.close()  # before the private sshd goes (fixtures end in reverse order)
     assert await remote_leftovers(sb.remote_dir) == []
+
+
+async def test_upload_through_a_symlink_to_another_filesystem(make):
+    small = os.environ.get("HERMES_SSH_TEST_SMALL_FS")
+    if not small:
+        pytest.skip("HERMES_SSH_TEST_SMALL_FS (a small tmpfs the suite mounts) is not set")
+    sb = await make()
+    target = f"{small}/{sb.dir_name}-elsewhere"
+    await sb.exec(["mkdir", "-p", target])
+    await sb.exec(["ln", "-s", target, "elsewhere"])
+    try:
+        await sb.write_bytes("elsewhere/f.bin", b"across filesystems")
+        assert await sb.read_bytes("elsewhere/f.bin") == b"across filesystems"
+        assert (await sb.exec(["ls", "-A", target])).output == "f.bin\n", "a temporary upload file remains"
+    finally:
+        await sb.exec(["rm", "-rf", target])

@@ -459,6 +459,9 @@ class SSHSandbox(Sandbox):
                 conn = fresh
             line = _remote.internal(_remote.REMOVE, f"{_remote.MARKER}={self.remote_dir}", self.remote_dir)
             code, out = await self._internal_line(line, timeout=60, conn=conn)
+            parts = sorted(self._files.pending) if self._files is not None else []
+            if parts:  # uploads cut short outside the sandbox directory
+                await self._internal_line(_remote.internal('rm -f -- "$@"', *parts), timeout=30, conn=conn)
             if b"HREMOVED" not in out:
                 log.warning("ssh sandbox %s: removing %s on %s failed: %s", self.sandbox_id, self.remote_dir,
                             self.address, out.decode("utf-8", "replace").strip() or f"exit {code}")

@@ -26,6 +26,10 @@ from ._connect import RemoteDiskFullError
 __all__ = ["SFTPFiles"]
 
 
+class _CrossDevice(Exception):
+    """The rename from ``.parts`` failed (most likely: the destination is another filesystem)."""
+
+
 
 class SFTPFiles:
     """File operations of one sandbox over one SFTP session."""
@@ -43,14 +47,18 @@ class SFTPFiles:
         self._parts = posixpath.join(sandbox_dir, ".parts")
         self._describe = describe
         self._lost = lost
+        #: Temporary upload names outside the sandbox directory that may still exist.
+        self.pending: set[str] = set()
 
     # ------------------------------------------------------------------ helpers
 
-    def _part_for(self, dest: str) -> str:
+    def _part_for(self, dest: str, sibling: bool = False) -> str:
         name = f".hermes-part-{secrets.token_hex(6)}"
-        if dest.startswith(self.sandbox_dir + "/"):
+        if dest.startswith(self.sandbox_dir + "/") and not sibling:
             return posixpath.join(self._parts, name)
-        return posixpath.join(posixpath.dirname(dest), name)
+        part = posixpath.join(posixpath.dirname(dest), name)
+        self.pending.add(part)  # outside the sandbox directory: close() removes it if it stays
+        return part
 
     async def _mkparents(self, dest: str) -> None:
         parent = posixpath.dirname(dest)
@@ -71,6 +79,9 @@ class SFTPFiles:
         if part is not None and lost is None:
             try:
                 await self.sftp.remove(part)
+                self.pending.discard(part)
+            except asyncssh.SFTPNoSuchFile:
+                self.pending.discard(part)
             except (asyncssh.Error, OSError):
                 pass
         if lost is not None or isinstance(e, (asyncssh.ConnectionLost, asyncssh.SFTPConnectionLost, asyncssh.DisconnectError)):
@@ -106,6 +117,8 @@ class SFTPFiles:
                     raise IsADirectoryError(f"is a directory on {self._describe()}: {dest!r}") from None
             except asyncssh.SFTPNoSuchFile:
                 pass
+            if part.startswith(self._parts + "/"):
+                raise _CrossDevice() from None
             raise e
 
     async def _upload(self, dest: str, what: str, size: int, send: Callable[[str], Awaitable[None]]) -> None:
@@ -113,7 +126,16 @@ class SFTPFiles:
         part = self._part_for(dest)
         try:
             await send(part)
-            await self._commit(part, dest, size)
+            try:
+                await self._commit(part, dest, size)
+            except _CrossDevice:
+                # The destination is on another filesystem (through a symlink): send it again
+                # to a name beside it, then rename there.
+                await self._fail(what, OSError(), part, size)
+                part = self._part_for(dest, sibling=True)
+                await send(part)
+                await self._commit(part, dest, size)
+            self.pending.discard(part)
         except (IsADirectoryError, NotADirectoryError):
             await self._fail(what, OSError(), part, size)
             raise

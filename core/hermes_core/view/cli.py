@@ -10,6 +10,7 @@ import argparse
 import signal
 import sys
 import time
+from pathlib import Path
 from typing import Any, NoReturn
 
 from .loader import ViewError
@@ -31,6 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", metavar="FILE", help="write a self-contained HTML report to FILE instead of serving")
     p.add_argument("--embed-limit", type=float, default=200.0, metavar="MB",
                    help="transcript HTML embedded in --out at most (default 200 MB); the rest is left out with a note")
+    p.add_argument("--atif", metavar="DIR", help="export every rollout to DIR as ATIF (Harbor's trajectory format), one JSON file each")
     p.add_argument("--rollout", metavar="ID", help="one rollout (its rollout_id, e.g. hello-file#0, or its row number)")
     p.add_argument("--text", action="store_true", help="print the --rollout transcript in the terminal")
     p.add_argument("--full", action="store_true", help="with --text: do not fold long output")
@@ -75,8 +77,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.text and not args.rollout:
         raise ViewError("--text prints one rollout: add --rollout ID (a rollout_id from results.jsonl)")
-    if args.rollout and args.out:
-        raise ViewError("--rollout prints one transcript in the terminal; --out writes the whole report: use one")
+    modes = [flag for flag, on in (("--out", args.out), ("--atif", args.atif), ("--rollout", args.rollout)) if on]
+    if len(modes) > 1:
+        raise ViewError(f"{' and '.join(modes)} do different things (report, export, one transcript): use one")
     if not 0 <= args.port <= 65535:
         raise ViewError(f"--port {args.port} is not a TCP port (0-65535)")
     if args.embed_limit < 0:
@@ -86,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
     opened = time.perf_counter() - t0
     if args.rollout:
         return _text(runs, args.rollout, full=args.full)
+    if args.atif:
+        return _atif(runs, Path(args.atif))
     if args.out:
         from .html import write_report
 
@@ -95,6 +100,19 @@ def run(args: argparse.Namespace) -> int:
               f"{counts['embedded']} transcripts{note})", file=sys.stderr)
         return 0
     return _serve(runs, args.host, args.port, opened)
+
+
+def _atif(runs: list[Any], out: Path) -> int:
+    from .atif import export_run
+
+    if out.exists() and not out.is_dir():
+        raise ViewError(f"--atif {str(out)!r} exists and is not a directory")
+    for run in runs:
+        target = out if len(runs) == 1 else out / run.name
+        counts = export_run(run, target)
+        note = f" ({counts['skipped']} without a trajectory skipped)" if counts["skipped"] else ""
+        print(f"wrote {counts['written']} ATIF trajectories of {run.name} to {target}{note}", file=sys.stderr)
+    return 0
 
 
 def _text(runs: list[Any], rollout: str, *, full: bool) -> int:

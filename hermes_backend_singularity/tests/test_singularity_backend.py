@@ -443,3 +443,20 @@ async def test_hermes_sandbox_sweep_command(tmp_path):
         assert name not in shim_instances()
     finally:
         _shim("instance", "stop", "--force", name)
+
+
+@pytest.mark.shim
+async def test_instance_namespaces_are_private(make):
+    """The shim really isolates: own PID namespace (the host's processes are invisible), own
+    mount namespace (its overlay is invisible on the host), own root."""
+    from conftest import mounts_under
+
+    sb = await make()
+    r = await sb.exec(["sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '; echo; ls -d /proc/[0-9]* | wc -l"])
+    first, count = r.output.splitlines()
+    assert "instance start" in first, "PID 1 of the sandbox is the instance's holder"
+    assert 1 < int(count) < 20, f"{count} processes visible: the host's should not be"
+    r = await sb.exec(["sh", "-c", "grep ' / ' /proc/self/mountinfo"])
+    assert "overlay" in r.output and sb.instance_name in r.output
+    assert mounts_under(os.environ["APPTAINER_SHIM_STATE_DIR"], sb.host_dir) == []
+    assert (await sb.exec(["test", "-e", os.path.abspath(__file__)])).exit_code == 1

@@ -218,3 +218,19 @@ async def test_cancelled_rollout_still_closes_its_context(runtime, server):
         pass
     mgr = holder["mgr"]
     assert holder["task"] not in mgr.sessions and mgr.browser.contexts == []
+
+
+async def test_runtime_close_stops_the_browser_when_the_core_supports_it(server):
+    from hermes_core import Runtime
+
+    rt = Runtime(plugins=[hermes_toolset_browser])
+    if not hasattr(rt, "add_close_callback"):
+        pytest.skip("this hermes-core has no Runtime.add_close_callback; close_browser(runtime) is needed")
+    hermes_toolset_browser.configure(rt, executable=os.environ.get("HERMES_CHROMIUM", "/usr/bin/chromium"),
+                                     navigation_timeout=60, action_timeout=30, launch_timeout=120)
+    async with rt.rollout(backend="local", toolsets=["browser"]) as ctx:
+        await call(ctx, "browser_navigate", url=server.page("/a", "<p>a</p>"))
+        browser = hermes_toolset_browser.manager_for(ctx).browser
+    assert browser.is_connected()
+    await rt.aclose()
+    assert not browser.is_connected()

@@ -165,8 +165,13 @@ async def test_too_many_urls_and_empty_list_are_argument_errors(ctx, runtime):
     assert out["error"]["type"] == "invalid_arguments"
 
 
-async def test_tool_context_methods_reach_the_tools(ctx, server):
+async def test_tool_context_methods_reach_the_tools(ctx, runtime, server):
     url = server.route("/v", (200, HTML, b"<html><head><title>Verifier view</title></head><body><p>checked</p></body></html>"))
     out = await ctx.web_extract([url])
     assert out["results"][0]["title"] == "Verifier view"
-    server.route("/search", (200, {"Content-Type": "text/html"}, b"<html></html>"))
+    server.route("/search", (200, {"Content-Type": "application/json"},
+                             json.dumps({"results": [{"url": "https://x.example/", "title": "X", "content": "x"}]}).encode()))
+    hermes_toolset_web.configure(runtime, provider="searxng", base_url=server.base, allow_hosts=["127.0.0.1"])
+    found = await ctx.web_search("anything")
+    assert found == {"results": [{"title": "X", "url": "https://x.example/", "snippet": "x"}],
+                     "provider": "searxng", "query": "anything"}

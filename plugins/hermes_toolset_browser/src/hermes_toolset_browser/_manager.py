@@ -251,6 +251,8 @@ def manager_for(ctx: Any) -> BrowserManager:
         mgr = _MANAGERS[owner] = BrowserManager(options_for(getattr(ctx, "runtime", None)))
         if owner is ctx and hasattr(ctx, "add_cleanup"):
             ctx.add_cleanup(mgr.aclose)  # no runtime: the browser lives as long as this context
+        elif hasattr(owner, "add_close_callback"):
+            owner.add_close_callback(mgr.aclose)  # Runtime.aclose() stops the browser too
     return mgr
 
 
@@ -260,8 +262,8 @@ async def session_for(ctx: Any) -> Session:
 
 
 async def close_browser(runtime: Any) -> None:
-    """Close the runtime's browser process and every context in it (call before dropping the
-    runtime; ``Runtime.aclose()`` does not know about it yet)."""
+    """Close the runtime's browser process and every context in it. ``Runtime.aclose()`` does
+    this itself where hermes-core has ``Runtime.add_close_callback``; call it otherwise."""
     mgr = _MANAGERS.pop(runtime, None)
     if mgr is not None:
         await mgr.aclose()

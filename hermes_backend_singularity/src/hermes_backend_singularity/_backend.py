@@ -102,6 +102,7 @@ class SingularitySandbox(Sandbox):
         self._tasks: set[asyncio.Future[Any]] = set()
         #: never → interrupted (``instance start`` ran but did not report back) → done.
         self._start_state = "never"
+        self._starting: asyncio.Future[tuple[int, bytes, bool]] | None = None
 
     @property
     def opts(self) -> SingularityOptions:
@@ -135,14 +136,15 @@ class SingularitySandbox(Sandbox):
             await asyncio.to_thread(os.makedirs, overlay, 0o700, True)
         self._start_state = "interrupted"
         argv = start_argv(self.binary, o, image, self.instance_name, overlay)
+        # Shielded: a cancelled start lets `instance start` finish (within start_timeout), and
+        # close() waits for it, so an instance registered at the last moment is stopped too.
+        self._starting = asyncio.ensure_future(
+            run_subprocess(argv, cwd="/", env=self._env, stdin=None, timeout=o.start_timeout)
+        )
         try:
-            code, out, timed_out = await run_subprocess(
-                argv, cwd="/", env=self._env, stdin=None, timeout=o.start_timeout
-            )
+            code, out, timed_out = await asyncio.shield(self._starting)
         except OSError as e:
             raise BinaryNotFoundError(f"cannot run {self.binary}: {e}") from None
-        if not timed_out:
-            self._start_state = "done"
         if timed_out:
             raise SandboxError(
                 f"`{' '.join(argv[:3])}` for sandbox {self.sandbox_id} took longer than start_timeout="
@@ -159,14 +161,19 @@ class SingularitySandbox(Sandbox):
             raise SandboxError(f"cannot create the working directory {o.workdir!r} in the instance: {_tail(r.output)}")
 
     async def _close(self) -> None:
+        if self._starting is not None:
+            await asyncio.wait({self._starting})  # bounded by start_timeout
+            done = self._starting
+            if not done.cancelled() and (done.exception() is not None or not done.result()[2]):
+                self._start_state = "done"  # the CLI reported back (or never ran)
         if self._tasks:  # marker kills of cancelled commands: stopping the instance kills all anyway
             for task in self._tasks:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
         self._kill_launchers()
         if self._start_state != "never" and self.binary is not None:
-            # A start interrupted by cancellation or its timeout may still be registering the
-            # instance: try again for a moment before concluding it never existed.
+            # A start killed at its timeout may still be registering the instance: try again
+            # for a moment before concluding it never existed.
             for _ in range(5 if self._start_state == "interrupted" else 1):
                 code, _out, _ = await self._cli(stop_argv(self.binary, self.instance_name))
                 if code == 0:

@@ -156,3 +156,21 @@ def test_a_run_in_progress_shows_new_rollouts_on_reload(tmp_path: Path) -> None:
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+def test_a_run_with_many_tasks_shows_the_first_200_and_links_to_all(tmp_path: Path) -> None:
+    from hermes_core.view.synthetic import write_synthetic_run
+
+    srv = ViewServer(open_runs([write_synthetic_run(tmp_path / "wide", tasks=250, group_size=1, long_lines=1)]))
+    srv.start()
+    try:
+        html = get(srv, "/run/0?failed=1")[2]
+        assert html.count('class="task-row"') == 200 and "200 of 250 tasks shown" in html
+        assert 'href="/run/0?failed=1&amp;tasks=all" class="all-tasks"' in html
+        assert '<td class="l">all</td><td>250</td>' in html  # the total row still counts every rollout
+        html = get(srv, "/run/0?failed=1&tasks=all")[2]
+        assert html.count('class="task-row"') == 250 and "tasks shown" not in html
+        assert "sort=reward&amp;tasks=all" in html or "tasks=all&amp;sort=reward" in html
+    finally:
+        srv.shutdown()
+        srv.server_close()

@@ -23,6 +23,8 @@ from .transcript import decode_messages, human_size
 __all__ = ["PAGE_SIZE", "SORT_KEYS", "ServerLinks", "sort_rollouts", "StaticLinks", "environment", "render_page", "transcript_context", "write_report"]
 
 PAGE_SIZE = 100
+#: Task rows on a served run page (``?tasks=all`` shows every one; the static report shows all).
+TASK_ROWS = 200
 #: Transcript HTML embedded in a static report, at most (bytes); the rest is left out with a note.
 DEFAULT_EMBED_LIMIT = 200 * 1000 * 1000
 _SCRIPT_END = re.compile(r"</(script)", re.I)
@@ -246,6 +248,7 @@ def render_page(
     page: int = 0,
     n: int | None = None,
     sort: str | None = None,
+    all_tasks: bool = False,
     host_is_loopback: bool = True,
 ) -> str:
     """One served page: ``runs``, ``run`` (tasks + a page of rollouts), ``rollout``, ``compare``."""
@@ -263,10 +266,12 @@ def render_page(
         page = min(max(page, 0), pages - 1)
         start = page * PAGE_SIZE
         query = {"failed": flt.failed and 1, "infra": flt.infra and 1, "task": flt.task,
-                 "min": flt.min_reward, "max": flt.max_reward}
+                 "min": flt.min_reward, "max": flt.max_reward, "tasks": "all" if all_tasks else None}
         current = sort if (sort or "").lstrip("-") in SORT_KEYS else None
         sort_links = {key: links.run(run, **query, sort=f"-{key}" if current == key else key) for key in SORT_KEYS}
         query["sort"] = current
+        ctx["task_limit"] = None if all_tasks else TASK_ROWS
+        ctx["all_tasks_link"] = links.run(run, **{**query, "tasks": "all"})
         ctx.update(
             run=run, flt=flt, rows=rows[start:start + PAGE_SIZE], page_title=run.title, sort_links=sort_links, sort=current,
             pager={

@@ -145,7 +145,8 @@ class _Handler(BaseHTTPRequestHandler):
         run.refresh()
         if rest == "" and not api:
             return self._html(render_page(env, runs, "run", run=run, flt=Filter.from_query(query),
-                                          page=_int(query.get("page"), 0), sort=query.get("sort"), host_is_loopback=loop))
+                                          page=_int(query.get("page"), 0), sort=query.get("sort"),
+                                          all_tasks=query.get("tasks") == "all", host_is_loopback=loop))
         if rest == "" and api:
             return self._json({**_run_json(run), "tasks": {k: t.to_dict() for k, t in run.stats.tasks.items()}})
         if rest == "/rollouts" and api:

@@ -152,7 +152,7 @@ async def main() -> None:
     ap.add_argument("--mb", type=int, default=10)
     a = ap.parse_args()
     iters = a.iters or (2 if a.quick else 8)
-    rollouts = a.rollouts or (15 if a.quick else 1000)
+    rollouts = a.rollouts if a.rollouts is not None else (15 if a.quick else 1000)
 
     from fake import start_fake
 
@@ -166,6 +166,8 @@ async def main() -> None:
         for k, (h, b) in pairs.items():
             print(f"  {names[k]:<18} hermes {h * 1000:8.1f} ms   bare {b * 1000:8.1f} ms   ratio {h / b:5.2f}x"
                   f"   (target <= {targets[k]}x)")
+        if not rollouts:
+            return
         fake.set_faults(create_rate=a.rate * 1.2)  # the service's own limit, a little above ours
         wall, floor, failures, single = await bench_rollouts(rollouts, a.rate, fake)
         fake.set_faults()

@@ -158,6 +158,20 @@ async def test_host_secrets_stay_on_the_host_unless_named(runtime, monkeypatch):
         assert (await ctx.sandbox.exec('echo "$HERMES_TEST_API_KEY"')).output == "sk-secret\n"
 
 
+async def test_named_secret_is_injected(runtime):
+    async with runtime.rollout(backend="modal", options={**OPTS, "secrets": ["hermes-test-secret"]}) as ctx:
+        assert (await ctx.sandbox.exec('echo "$FROM_SECRET"')).output == "s3cr3t\n"
+    with pytest.raises(SandboxError, match="not found"):
+        await runtime.create_sandbox("modal", {**OPTS, "secrets": ["no-such-secret"]}).start()
+
+
+async def test_failed_image_build_says_why(runtime, tmp_path):
+    df = tmp_path / "Dockerfile"
+    df.write_text(f"FROM {TEST_IMAGE}\nRUN echo build-step-broke && exit 3\n")
+    with pytest.raises(SandboxError, match="failed to build(.|\n)*build-step-broke"):
+        await runtime.create_sandbox("modal", {"dockerfile": str(df), "app_name": OPTS["app_name"]}).start()
+
+
 async def test_dockerfile_image_is_built(runtime, tmp_path):
     df = tmp_path / "Dockerfile"
     df.write_text(f"FROM {TEST_IMAGE}\nRUN echo built-by-dockerfile > /built.txt\n")

@@ -80,10 +80,10 @@ def is_transient(exc: BaseException) -> bool:
     import modal.exception as me
     from grpclib import GRPCError, Status
 
-    if isinstance(exc, (me.AuthError, me.InvalidError, me.NotFoundError, me.PermissionDeniedError)):
-        return False
-    if isinstance(exc, (me.ServiceError, me.InternalError, me.ConnectionError, me.ResourceExhaustedError,
-                        ConnectionError, TimeoutError, OSError)):
+    if isinstance(exc, me.Error):  # before GRPCError: modal's errors subclass it (deprecated)
+        return isinstance(exc, (me.ServiceError, me.InternalError, me.ConnectionError, me.ResourceExhaustedError,
+                                me.TimeoutError)) and not isinstance(exc, me.SandboxTimeoutError)
+    if isinstance(exc, (ConnectionError, TimeoutError, OSError)):
         return True
     if isinstance(exc, GRPCError):
         return exc.status in (Status.UNAVAILABLE, Status.INTERNAL, Status.UNKNOWN, Status.DEADLINE_EXCEEDED,

@@ -134,7 +134,9 @@ class ModalSandbox(Sandbox):
                     await self._reap_lost_create()
                 if not transient or attempt == o.create_retries:
                     if isinstance(e, modal.exception.ImageBuildError):
-                        raise SandboxError(f"the Modal image for sandbox {self.sandbox_id} failed to build: {e}") from None
+                        log = str(e)
+                        log = log if len(log) < 2000 else "...\n" + log[-2000:]
+                        raise SandboxError(f"the Modal image for sandbox {self.sandbox_id} failed to build: {log}") from None
                     if isinstance(e, (modal.exception.AuthError, modal.exception.PermissionDeniedError)):
                         raise ModalAuthError(f"Modal refused to create sandbox {self.sandbox_id} ({e}): set "
                                              "MODAL_TOKEN_ID and MODAL_TOKEN_SECRET (or run `modal token new`)") from None

@@ -22,11 +22,13 @@ async def main() -> None:
     p.add_argument("--faults", default=None, help="JSON file with Faults fields (re-read on every create)")
     p.add_argument("--stats", default=None, help="JSON file the fake keeps current: call counts, live sandboxes")
     p.add_argument("--image-map", default="{}", help='JSON: {"python:*": "hermes-test/debian:bookworm", ...}')
+    p.add_argument("--secrets", default="{}", help='JSON: named Modal Secrets, {"name": {"KEY": "value"}}')
     p.add_argument("--token-id", default=os.environ.get("FAKE_MODAL_TOKEN_ID"))
     p.add_argument("--token-secret", default=os.environ.get("FAKE_MODAL_TOKEN_SECRET"))
     a = p.parse_args()
     token = (a.token_id, a.token_secret) if a.token_id else None
-    fake = FakeModal(image_map=json.loads(a.image_map), faults_path=a.faults, stats_path=a.stats, token=token)
+    fake = FakeModal(image_map=json.loads(a.image_map), faults_path=a.faults, stats_path=a.stats, token=token,
+                     named_secrets=json.loads(a.secrets))
     control, router, url = await serve(fake, port=a.port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

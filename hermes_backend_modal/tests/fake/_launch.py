@@ -64,7 +64,8 @@ class RunningFake:
 
 
 def start_fake(*, image_map: dict[str, str] | None = None, token: tuple[str, str] | None = ("ak-hermes-fake", "as-hermes-fake"),
-               workdir: str | None = None, timeout: float = 90) -> RunningFake:
+               workdir: str | None = None, timeout: float = 90,
+               secrets: dict[str, dict[str, str]] | None = None) -> RunningFake:
     # $HERMES_MODAL_FAKE_DIR: where a CI run looks for the port files (and pids) of its fakes.
     d = workdir or tempfile.mkdtemp(prefix="hermes-fake-modal-", dir=os.environ.get("HERMES_MODAL_FAKE_DIR"))
     port_file, faults, log, stats = (os.path.join(d, n) for n in ("port.json", "faults.json", "fake.log", "stats.json"))
@@ -72,6 +73,7 @@ def start_fake(*, image_map: dict[str, str] | None = None, token: tuple[str, str
         f.write("{}")
     argv = [sys.executable, "-m", "fake", "--port-file", port_file, "--faults", faults, "--stats", stats,
             "--image-map", json.dumps(image_map or DEFAULT_IMAGE_MAP)]
+    argv += ["--secrets", json.dumps(secrets if secrets is not None else {"hermes-test-secret": {"FROM_SECRET": "s3cr3t"}})]
     if token:
         argv += ["--token-id", token[0], "--token-secret", token[1]]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")])}

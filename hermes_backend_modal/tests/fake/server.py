@@ -82,7 +82,8 @@ class Faults:
 
     #: Every n-th SandboxCreateV2 answers UNAVAILABLE (0: never).
     unavailable_every: int = 0
-    #: SandboxCreateV2 admitted per second (0: unlimited); over it: RESOURCE_EXHAUSTED + retry policy.
+    #: SandboxCreateV2 admitted per second, bursts of one second's worth (0: unlimited); over it:
+    #: RESOURCE_EXHAUSTED with Modal's retry-policy detail.
     create_rate: float = 0.0
     #: Seconds every SandboxCreateV2 takes before answering.
     slow_create_s: float = 0.0
@@ -172,6 +173,7 @@ class FakeModal:
         faults_path: str | None = None,
         stats_path: str | None = None,
         token: tuple[str, str] | None = None,
+        named_secrets: dict[str, dict[str, str]] | None = None,
         default_image: str = "hermes-test/debian:bookworm",
     ):
         self.docker = docker or shutil.which("docker") or "docker"
@@ -181,6 +183,7 @@ class FakeModal:
         self.faults_path = faults_path
         self.stats_path = stats_path
         self.token = token
+        self.secrets = {f"st-{n}": dict(v) for n, v in (named_secrets or {}).items()}  # named Modal Secrets
         self.apps: dict[str, str] = {}
         self.images: dict[str, str] = {}  # image id -> local docker image reference
         self.image_defs: dict[str, str] = {}  # definition hash -> image id
@@ -350,6 +353,9 @@ class FakeModal:
             argv += ["--memory", f"{d.resources.memory_mb_max or d.resources.memory_mb}m"]
         if d.workdir:
             argv += ["-w", d.workdir]
+        for sid_ in [*d.secret_ids, *(src.secret_id for src in req.secret_sources if src.secret_id)]:
+            for k, v in self.secrets.get(sid_, {}).items():
+                argv += ["-e", f"{k}={v}"]
         for src in req.secret_sources:
             for k, v in src.env.contents.items():
                 argv += ["-e", f"{k}={v}"]
@@ -394,7 +400,8 @@ class FakeModal:
         if rate <= 0:
             return None
         now = time.monotonic()
-        self._bucket = min(1.0, self._bucket + (now - self._bucket_t) * rate)
+        # Burst capacity: one second's worth of creates (at least one).
+        self._bucket = min(max(1.0, rate), self._bucket + (now - self._bucket_t) * rate)
         self._bucket_t = now
         if self._bucket >= 1.0 - 1e-9:
             self._bucket -= 1.0
@@ -558,6 +565,17 @@ class ControlServicer(_unimplemented_base(api_grpc.ModalClientBase, "fake")):  #
         req = await self._req(stream, "AppGetOrCreate")
         app_id = self.fake.apps.setdefault(req.app_name, "ap-" + uuid.uuid4().hex[:22])
         await stream.send_message(api_pb2.AppGetOrCreateResponse(app_id=app_id))
+
+    async def SecretGetOrCreate(self, stream):
+        req = await self._req(stream, "SecretGetOrCreate")
+        secret_id = f"st-{req.deployment_name}"
+        if req.env_dict:  # an ephemeral or created-on-the-fly secret
+            self.fake.secrets[secret_id] = dict(req.env_dict)
+        if secret_id not in self.fake.secrets:
+            raise GRPCError(Status.NOT_FOUND, f"Secret {req.deployment_name!r} not found")
+        await stream.send_message(api_pb2.SecretGetOrCreateResponse(
+            secret_id=secret_id,
+            metadata=api_pb2.SecretMetadata(name=req.deployment_name, keys=sorted(self.fake.secrets[secret_id]))))
 
     async def ImageGetOrCreate(self, stream):
         req = await self._req(stream, "ImageGetOrCreate")

@@ -19,7 +19,7 @@ pytest_plugins = ["hermes_core.testing"]
 LIVE: dict[str, str | None] = {}
 if os.environ.get("DAYTONA_API_KEY"):
     os.environ["HERMES_LIVE_DAYTONA_API_KEY"] = os.environ["DAYTONA_API_KEY"]
-    LIVE = {"url": os.environ.get("DAYTONA_API_URL")}
+    LIVE = {"url": os.environ.get("DAYTONA_API_URL") or "https://app.daytona.io/api"}
 
 #: The image the fake's sandboxes run (built locally by scripts/docker-env.sh image; nothing is pulled).
 TEST_IMAGE = os.environ.get("HERMES_DOCKER_TEST_IMAGE", "hermes-test/debian:bookworm")

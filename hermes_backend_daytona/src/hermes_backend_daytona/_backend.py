@@ -117,6 +117,7 @@ class DaytonaSandbox(Sandbox):
         self._creating: asyncio.Future[Any] | None = None
         self._workdir = self.opts.workdir or "/"
         self._processes: set[DaytonaProcess] = set()
+        self._background: set[asyncio.Future[None]] = set()
 
     @property
     def opts(self) -> DaytonaOptions:
@@ -214,6 +215,10 @@ class DaytonaSandbox(Sandbox):
         for proc in list(self._processes):
             proc.detach()
         self._processes.clear()
+        if self._background:  # session deletes in flight: done before the client may close
+            _, pending = await asyncio.wait(set(self._background), timeout=2)
+            for task in pending:
+                task.cancel()
         acct = self._account
         if acct is None:
             return
@@ -409,7 +414,9 @@ class DaytonaSandbox(Sandbox):
             except BaseException:  # noqa: BLE001 - best effort: the sandbox's delete frees it anyway
                 pass
 
-        asyncio.ensure_future(forget())
+        task = asyncio.ensure_future(forget())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     # ------------------------------------------------------------------ files
 

@@ -101,6 +101,18 @@ def start_container(api: docker.APIClient, cid: str) -> None:
     api.start(cid)
 
 
+def stat(api: docker.APIClient, cid: str, path: str) -> dict[str, Any] | None:
+    """The engine's stat of ``path`` in the container (HEAD archive), or None when it does not exist."""
+    import base64
+    import json
+
+    res = api.head(api._url("/containers/{0}/archive", cid), params={"path": path})  # noqa: SLF001
+    if res.status_code == 404:
+        return None
+    res.raise_for_status()
+    return json.loads(base64.b64decode(res.headers["X-Docker-Container-Path-Stat"]))
+
+
 def our_containers(api: docker.APIClient, server_id: str | None = None) -> list[str]:
     flt = [FAKE_LABEL] if server_id is None else [f"{FAKE_LABEL}.server={server_id}"]
     return [c["Id"] for c in api.containers(all=True, filters={"label": flt})]

@@ -766,14 +766,26 @@ class FakeDaytona:
             dest = f"{box.workdir}/{dest}"
         parent, _, base = dest.rstrip("/").rpartition("/")
         parent = parent or "/"
-        code, out = await self._sh(box, 'mkdir -p -- "$1" && test ! -d "$2"', parent, dest)
-        if code != 0:
-            return f"{dest}: cannot create file: {out.decode('utf-8', 'replace').strip() or 'is a directory'}"
         tar = await self._run(lambda: dk.make_tar(base, src, size))
         try:
-            await self._run(self._docker.put_archive, box.container, parent, tar)
-        except Exception as e:  # noqa: BLE001
-            return f"{dest}: {e}"
+            # Engine stat calls (cheap) instead of a process in the container (slow) when they suffice.
+            pstat = await self._run(dk.stat, self._docker, box.container, parent)
+            dstat = await self._run(dk.stat, self._docker, box.container, dest)
+            if dstat is not None and dstat.get("mode", 0) & (1 << 31):
+                return f"{dest}: cannot create file: is a directory"
+            if pstat is not None and pstat.get("mode", 0) & (1 << 31):
+                try:
+                    await self._run(self._docker.put_archive, box.container, parent, tar)
+                except Exception as e:  # noqa: BLE001
+                    return f"{dest}: {e}"
+                return None
+            code, out = await self._sh(box, 'mkdir -p -- "$1" && test ! -d "$2"', parent, dest)
+            if code != 0:
+                return f"{dest}: cannot create file: {out.decode('utf-8', 'replace').strip() or 'is a directory'}"
+            try:
+                await self._run(self._docker.put_archive, box.container, parent, tar)
+            except Exception as e:  # noqa: BLE001
+                return f"{dest}: {e}"
         finally:
             tar.close()
         return None

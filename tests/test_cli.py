@@ -50,7 +50,7 @@ def test_exec_errors_are_clear():
     assert out.returncode == 2 and "invalid duration 'soon'" in out.stderr
 
 
-async def test_sweep_removes_what_a_killed_driver_left(tmp_path):
+async def test_sweep_never_removes_a_live_drivers_sandbox_unless_forced(tmp_path):
     rt = Runtime()
     sb = await rt.create_sandbox("local", {"root": str(tmp_path)}).start()
     await sb.spawn("exec sleep 300")
@@ -59,11 +59,13 @@ async def test_sweep_removes_what_a_killed_driver_left(tmp_path):
             break
         await asyncio.sleep(0.01)
     assert marked_pids(sb.sandbox_id)
-    # The driver "dies": nothing closes the sandbox. An hour later, a sweep finds it.
-    assert await sweep(3600, root=str(tmp_path)) == []
+    # Age alone no longer condemns it: its owner (this process) is alive.
     old = time.time() - 7200
     os.utime(sb.root, (old, old))
-    removed = await sweep(3600, root=str(tmp_path))
+    assert await sweep(None, root=str(tmp_path)) == []
+    assert await sweep(3600, root=str(tmp_path)) == []
+    assert sb.root.exists() and marked_pids(sb.sandbox_id)
+    removed = await sweep(None, root=str(tmp_path), force=True)
     assert removed == [str(sb.root)]
     assert not sb.root.exists() and marked_pids(sb.sandbox_id) == []
     await sb.close()

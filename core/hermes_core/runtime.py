@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import functools
 import os
+import threading
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -93,6 +96,11 @@ class Runtime:
         self._sandboxes: set[Sandbox] = set()
         self._processes: Any = None
         self._counter = 0
+        # The backstop for a driver that ends without closing (sys.exit, an unhandled
+        # exception): it holds the set of open sandboxes (not the Runtime, which may be gone by
+        # then), and is unregistered by aclose().
+        self._atexit = functools.partial(_close_at_exit, self._sandboxes)
+        atexit.register(self._atexit)
 
     # ------------------------------------------------------------------ plugins
 
@@ -273,16 +281,48 @@ class Runtime:
         """Kill every process and close every sandbox this runtime started."""
         if self._processes is not None:
             await self._processes.kill_all()
-        sandboxes, self._sandboxes = list(self._sandboxes), set()
-        import asyncio
-
+        sandboxes = list(self._sandboxes)
+        self._sandboxes.clear()  # the same set the atexit backstop holds
         await asyncio.gather(*(s.close() for s in sandboxes), return_exceptions=True)
+        atexit.unregister(self._atexit)
 
     async def __aenter__(self) -> Runtime:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+def _close_at_exit(sandboxes: set[Sandbox]) -> None:
+    if not sandboxes:
+        return
+    # The driver's own loop is gone by now: close on a fresh one, in a thread of its own (the
+    # interpreter may be exiting from inside a running loop), and give up after a while.
+    thread = threading.Thread(target=lambda: asyncio.run(_close_leftovers(sandboxes)), name="hermes-atexit", daemon=True)
+    thread.start()
+    thread.join(60)
+
+
+async def _close_leftovers(sandboxes: set[Sandbox]) -> None:
+    """Close every sandbox still open (atexit). The objects were made on another event loop, so
+    their shells may not close cleanly: the backend's own teardown runs anyway."""
+    left = list(sandboxes)
+    sandboxes.clear()
+
+    async def close(sb: Sandbox) -> None:
+        try:
+            async with asyncio.timeout(20):
+                await sb.close()
+            return
+        except BaseException:
+            pass
+        try:
+            async with asyncio.timeout(20):
+                await sb._close()
+        except BaseException:
+            pass
+
+    await asyncio.gather(*(close(s) for s in left), return_exceptions=True)
 
 
 class _LazyRegistry:

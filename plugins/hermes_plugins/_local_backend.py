@@ -11,14 +11,17 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import json
 import signal
 import stat
 import tempfile
 from collections.abc import Mapping
+from typing import Any, Literal
 from pathlib import Path
 
 from hermes_core.errors import SandboxError
 
+from . import _local_cgroup as cgroups
 from . import _local_files as files
 from hermes_core.sandbox import (
     TIMEOUT_EXIT_CODE,
@@ -30,6 +33,8 @@ from hermes_core.sandbox import (
     Process,
     Sandbox,
     killpg,
+    owner_alive,
+    owner_record,
     run_blocking,
     run_subprocess,
     run_teardown,
@@ -42,6 +47,8 @@ from pydantic import BaseModel, ConfigDict, Field
 #: unless named in ``pass_env`` or given in ``env``.
 INHERITED_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM", "USER", "LOGNAME", "SHELL")
 MARKER = "HERMES_SANDBOX_ID"
+#: The owner record in each sandbox directory (what sweep checks).
+OWNER_FILE = "owner.json"
 
 
 class LocalOptions(BaseModel):
@@ -53,6 +60,13 @@ class LocalOptions(BaseModel):
     env: dict[str, str] = Field(default_factory=dict, description="Variables set in the sandbox.")
     pass_env: list[str] = Field(default_factory=list, description="Host variables to forward by name (e.g. OPENAI_API_KEY).")
     image: str | None = Field(None, description="Ignored by the local backend (accepted so per-task image overrides do not fail).")
+    tracking: Literal["auto", "cgroup", "marker"] = Field(
+        "auto", description="How the sandbox's processes are found at close: `cgroup` (one cgroup per sandbox, "
+        "which a process cannot leave; an error where none is writable), `marker` (an environment marker scan "
+        "of /proc only) or `auto` (a cgroup where the host allows, else the marker).")
+    max_lifetime: float | None = Field(
+        None, gt=0, description="Seconds after which `hermes sandbox sweep` may remove this sandbox even while its "
+        "driver runs (default: only once the driver is gone).")
 
 
 class LocalSandbox(Sandbox):
@@ -72,6 +86,7 @@ class LocalSandbox(Sandbox):
         self.root: Path | None = None
         self._env: dict[str, str] = {}
         self._pgids: set[int] = set()
+        self._cgroup: cgroups.SandboxCgroup | None = None
 
     @property
     def workdir(self) -> str:
@@ -93,6 +108,30 @@ class LocalSandbox(Sandbox):
         env.update(opts.env)
         env[MARKER] = self.sandbox_id
         self._env = env
+        if opts.tracking != "marker":
+            root = cgroups.find_root()
+            self._cgroup = root.create(self.sandbox_id) if root is not None else None
+            if self._cgroup is None and opts.tracking == "cgroup":
+                raise SandboxError(
+                    "tracking='cgroup' needs a writable cgroup hierarchy (cgroup v2 or the v1 freezer, as root); "
+                    "none was found: use tracking='auto' or 'marker'"
+                )
+        (self.root / OWNER_FILE).write_text(json.dumps({**owner_record(opts.max_lifetime), "sandbox_id": self.sandbox_id,
+                                                         "cgroup": str(self._cgroup.path) if self._cgroup else None}))
+
+    @property
+    def tracking(self) -> str:
+        """How this sandbox's processes are tracked: ``cgroup v2 at ...``, or ``marker``."""
+        return f"cgroup {self._cgroup.kind} at {self._cgroup.path}" if self._cgroup else "marker"
+
+    def _launch(self, argv: list[str]) -> tuple[list[str], Any]:
+        """(argv, fork context): how a command starts inside the sandbox's cgroup, if any."""
+        cg = self._cgroup
+        if cg is None:
+            return argv, None
+        if cg.thread_placement:
+            return argv, cg.entered
+        return cg.launcher(argv), None
 
     def _env_for(self, env: Mapping[str, str] | None) -> dict[str, str]:
         if not env:
@@ -115,10 +154,11 @@ class LocalSandbox(Sandbox):
         stdin: bytes | None = None,
     ) -> ExecResult:
         self._check_open()
+        argv, context = self._launch(self.argv(command))
         try:
             code, data, timed_out = await run_subprocess(
-                self.argv(command), cwd=self._cwd(cwd), env=self._env_for(env), stdin=stdin,
-                timeout=timeout, track=self._pgids, max_output=self.output_limit,
+                argv, cwd=self._cwd(cwd), env=self._env_for(env), stdin=stdin,
+                timeout=timeout, track=self._pgids, max_output=self.output_limit, spawn_context=context,
             )
         except (FileNotFoundError, NotADirectoryError, PermissionError) as e:
             return ExecResult(127 if isinstance(e, FileNotFoundError) else 126, f"{e}\n")
@@ -137,7 +177,10 @@ class LocalSandbox(Sandbox):
         env: Mapping[str, str] | None = None,
     ) -> Process:
         self._check_open()
-        proc = await spawn_subprocess(self.argv(command), pty=pty, cwd=self._cwd(cwd), env=self._env_for(env))
+        argv = self.argv(command)
+        if self._cgroup is not None:  # asyncio forks across awaits: join the cgroup first instead
+            argv = self._cgroup.launcher(argv)
+        proc = await spawn_subprocess(argv, pty=pty, cwd=self._cwd(cwd), env=self._env_for(env))
         self._pgids.add(proc.pid)
         return proc
 
@@ -187,6 +230,10 @@ class LocalSandbox(Sandbox):
         for pgid in self._pgids:
             killpg(pgid, signal.SIGKILL)
         self._pgids.clear()
+        if self._cgroup is not None:
+            # Everything the sandbox started, however it hid (marker dropped, own session,
+            # re-parented): the cgroup holds it.
+            await run_teardown(self._cgroup.remove)
         if self.root is not None:
             # Anything that escaped its process group (setsid, double fork) still carries the
             # sandbox marker in its environment.
@@ -306,7 +353,7 @@ class MarkedProcessSweeper:
         while self._pending:
             batch, self._pending = self._pending, {}
             try:
-                counts = await asyncio.to_thread(kill_marked, set(batch))
+                counts = await run_teardown(kill_marked, set(batch))
             except BaseException as e:  # hand the failure to every waiter, never strand one
                 for futs in batch.values():
                     for f in futs:
@@ -320,20 +367,42 @@ class MarkedProcessSweeper:
                         f.set_result(counts.get(sid, 0) + unsure)
 
 
-async def sweep(older_than: float | None = None, root: str | None = None) -> list[str]:
-    """Remove local sandboxes of dead drivers: their directories and marked processes."""
-    import re
+def _read_owner(d: Path) -> dict | None:
+    try:
+        data = json.loads((d / OWNER_FILE).read_text())
+        return data if isinstance(data, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+async def sweep(older_than: float | None = None, root: str | None = None, *, force: bool = False) -> list[str]:
+    """Remove local sandboxes whose driver is gone (or that passed their ``max_lifetime``):
+    their processes (cgroup and marker) and directories. A live driver's sandbox is never
+    touched unless ``force``; ``older_than`` (seconds) only narrows the set further."""
     import time
 
     base = Path(root or tempfile.gettempdir())
-    cutoff = time.time() - (older_than or 0)
+    now = time.time()
     removed = []
-    for d in sorted(base.glob("hermes-*-*")):
-        m = re.fullmatch(r"hermes-([0-9a-f]{12}-\d+)-[^/]+", d.name)
-        if not m or not d.is_dir() or not (d / "work").is_dir() or d.stat().st_mtime > cutoff:
+    for d in sorted(base.glob("hermes-*")):
+        if not d.is_dir() or not (d / "work").is_dir():
             continue
-        await asyncio.to_thread(sweep_marked, m.group(1))
-        await asyncio.to_thread(shutil.rmtree, d, True)
+        owner = _read_owner(d)
+        created = float(owner.get("created") or 0) if owner else d.stat().st_mtime
+        if older_than and now - created < older_than:
+            continue
+        if not force:
+            if owner is None:
+                continue  # no owner record: not ours to judge (use --force)
+            if owner_alive(owner, now=now):
+                continue
+        sandbox_id = (owner or {}).get("sandbox_id") or d.name.removeprefix("hermes-").rsplit("-", 1)[0]
+        cg_path = (owner or {}).get("cgroup")
+        if cg_path and Path(cg_path).is_dir():
+            root_cg = cgroups.find_root()
+            await run_teardown(cgroups.SandboxCgroup(Path(cg_path), root_cg.kind if root_cg else "v1-freezer").remove)
+        await run_teardown(sweep_marked, sandbox_id)
+        await run_teardown(shutil.rmtree, d, True)
         removed.append(str(d))
     return removed
 

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from ._state import boot_id, proc_stat, same_process
+from ..sandbox._owner import boot_id, proc_stat, same_process
 
 __all__ = ["data_dir", "owner_record", "save_owner", "adopt_orphans"]
 

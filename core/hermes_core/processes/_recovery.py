@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ProcessConfig
+from ..sandbox._owner import boot_id, same_process
 from . import _checkpoint as ckpt
 from ._io import file_size, read_range
-from ._state import RingBuffer, Session, boot_id, read_rc, same_process
+from ._state import RingBuffer, Session, read_rc
 
 log = logging.getLogger("hermes.processes")
 

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import ProcessConfig
 from ..errors import ProcessError
+from ..sandbox._owner import boot_id, proc_stat
 from . import _checkpoint as ckpt
 from ._events import ProcessEvents
 from ._io import file_size, read_range
@@ -42,9 +43,7 @@ from ._state import (
     ProcessNotFoundError,
     RingBuffer,
     Session,
-    boot_id,
     kill_pids,
-    proc_stat,
     stragglers,
 )
 

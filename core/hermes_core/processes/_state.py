@@ -17,6 +17,7 @@ from ..errors import (
     ProcessLimitError,
     ProcessNotFoundError,
 )
+from ..sandbox._owner import proc_stat
 
 __all__ = [
     "ProcessNotFoundError",
@@ -232,36 +233,6 @@ class ProcessEvent:
 
 
 # ---------------------------------------------------------------------- /proc helpers
-
-
-def boot_id() -> str | None:
-    try:
-        with open("/proc/sys/kernel/random/boot_id") as f:
-            return f.read().strip()
-    except OSError:
-        return None
-
-
-def proc_stat(pid: int) -> tuple[str, int, int] | None:
-    """(state, process group, start time in ticks) of a host process, or ``None`` if gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-        rest = data.rsplit(b")", 1)[1].split()
-        return rest[0].decode(), int(rest[2]), int(rest[19])
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def same_process(pid: int | None, start_ticks: int | None, boot: str | None, this_boot: str | None) -> bool:
-    """Whether ``pid`` is still the very process that was recorded, and not a zombie.
-
-    A recycled pid has another start time; a reboot changes the boot id.
-    """
-    if pid is None or start_ticks is None or (boot is not None and boot != this_boot):
-        return False
-    st = proc_stat(pid)
-    return st is not None and st[2] == start_ticks and st[0] not in ("Z", "X")
 
 
 def stragglers(pgid: int | None, session_id: str, *, strict: bool = False) -> list[int]:

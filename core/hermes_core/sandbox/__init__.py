@@ -13,6 +13,7 @@ from ._blocking import run_blocking, run_teardown
 from ._contract import Sandbox
 from ._oneshot import run_subprocess
 from ._output import DEFAULT_OUTPUT_LIMIT, OutputBuffer, omitted_note
+from ._owner import owner_alive, owner_record
 from ._shell import ShellSession
 from ._subprocess import PipeProcess, PtyProcess, exit_code, killpg, spawn_subprocess
 from ._transfer import extract_tar, tar_dir
@@ -45,6 +46,8 @@ __all__ = [
     "extract_tar",
     "killpg",
     "omitted_note",
+    "owner_alive",
+    "owner_record",
     "run_blocking",
     "run_subprocess",
     "run_teardown",

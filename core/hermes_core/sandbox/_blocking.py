@@ -31,20 +31,35 @@ _lock = threading.Lock()
 _pools: dict[str, concurrent.futures.ThreadPoolExecutor] = {}
 
 
-def _pool(name: str, workers: int) -> concurrent.futures.ThreadPoolExecutor:
+def _pool(name: str, workers: int) -> concurrent.futures.ThreadPoolExecutor | None:
     # Executors, like asyncio's default one, belong to the process: made once, on first use.
+    # None at interpreter shutdown (no new threads then): the call runs inline instead.
     with _lock:
         pool = _pools.get(name)
         if pool is None:
-            pool = _pools[name] = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix=f"hermes-{name}")
+            try:
+                pool = _pools[name] = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix=f"hermes-{name}")
+            except RuntimeError:
+                return None
         return pool
+
+
+async def _run(pool_name: str, workers: int, call: Callable[[], T]) -> T:
+    pool = _pool(pool_name, workers)
+    if pool is None:
+        return call()
+    try:
+        return await asyncio.get_running_loop().run_in_executor(pool, call)
+    except RuntimeError as e:  # "cannot schedule new futures after interpreter shutdown"
+        if "shutdown" not in str(e):
+            raise
+        return call()
 
 
 async def run_blocking(fn: Callable[..., T], *args: Any, timeout: float | None = 300.0, what: str = "", **kw: Any) -> T:
     """Run ``fn(*args, **kw)`` on the bounded file pool; raise ``SandboxError`` past ``timeout``
     (the thread finishes on its own; the pool bounds how many can be stuck)."""
-    loop = asyncio.get_running_loop()
-    fut = loop.run_in_executor(_pool("files", FILE_WORKERS), functools.partial(fn, *args, **kw))
+    fut = asyncio.ensure_future(_run("files", FILE_WORKERS, functools.partial(fn, *args, **kw)))
     try:
         async with asyncio.timeout(timeout):
             return await asyncio.shield(fut)
@@ -54,5 +69,4 @@ async def run_blocking(fn: Callable[..., T], *args: Any, timeout: float | None =
 
 async def run_teardown(fn: Callable[..., T], *args: Any, **kw: Any) -> T:
     """Run a teardown step on its own pool (never starved by stuck file calls)."""
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_pool("teardown", TEARDOWN_WORKERS), functools.partial(fn, *args, **kw))
+    return await _run("teardown", TEARDOWN_WORKERS, functools.partial(fn, *args, **kw))

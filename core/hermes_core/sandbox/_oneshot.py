@@ -9,10 +9,12 @@ event loop directly, which keeps a one-shot command within a few percent of ``su
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from ._output import DEFAULT_OUTPUT_LIMIT, OutputBuffer
 from ._subprocess import exit_code, killpg
@@ -29,29 +31,28 @@ async def run_subprocess(
     timeout: float | None,
     track: set[int] | None = None,
     max_output: int = DEFAULT_OUTPUT_LIMIT,
+    on_start: Callable[[int], None] | None = None,
+    spawn_context: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
 ) -> tuple[int, bytes, bool]:
     """Run ``argv`` in a new session; return (exit code, merged output, timed out).
 
     At most ``max_output`` bytes of output are kept, head and tail, with a note of the cut: the
     driver's memory stays bounded whatever the command prints.
 
-    ``track`` holds the process group id while the command runs (so a sandbox close can kill it).
+    ``track`` holds the process group id while the command runs (so a sandbox close can kill it);
+    ``on_start(pid)`` is called as soon as the process exists; ``spawn_context()`` is entered
+    around the fork alone (e.g. to place the forking thread in a cgroup).
 
     On timeout or cancellation the whole process group is killed. Output that a daemonised
     grandchild keeps open does not hang the call: reading stops shortly after the exit.
     """
     loop = asyncio.get_running_loop()
-    proc = subprocess.Popen(
-        list(argv),
-        stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        cwd=cwd,
-        env=dict(env),
-        start_new_session=True,
-    )
+    with spawn_context() if spawn_context is not None else contextlib.nullcontext():
+        proc = _popen(argv, cwd, env, stdin)
     if track is not None:
         track.add(proc.pid)
+    if on_start is not None:
+        on_start(proc.pid)
     out = OutputBuffer(max_output)
     eof: asyncio.Future[None] = loop.create_future()
     exited: asyncio.Future[None] = loop.create_future()
@@ -147,3 +148,15 @@ async def _feed(loop: asyncio.AbstractEventLoop, proc: subprocess.Popen, data: b
             proc.stdin.close()
         except OSError:
             pass
+
+
+def _popen(argv: Sequence[str], cwd: str, env: Mapping[str, str], stdin: bytes | None) -> subprocess.Popen:
+    return subprocess.Popen(
+        list(argv),
+        stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        cwd=cwd,
+        env=dict(env),
+        start_new_session=True,
+    )

@@ -1,0 +1,216 @@
+"""One cgroup per local sandbox: the process tracking a sandbox process cannot shed.
+
+A process can drop the sandbox marker from its environment (``env -i``), leave its process
+group (``setsid``) and be re-parented to init (a double fork); it cannot leave its cgroup
+without write access to another cgroup's ``cgroup.procs`` (the ``user`` option takes that away:
+only root can). Every process a sandbox starts is put into the sandbox's cgroup right after it
+starts — before it runs: a one-shot command is forked by a driver thread placed in the cgroup
+for the fork (cgroup v1), every other process runs behind a launcher that joins the cgroup and
+then execs it — and every descendant inherits it; ``close()``
+kills the whole cgroup (``cgroup.kill`` on cgroup v2, freeze + SIGKILL + thaw on the v1
+freezer) and removes it.
+
+Where no cgroup hierarchy is writable (not root, a read-only ``/sys/fs/cgroup``), tracking falls
+back to the marker scan of ``/proc`` alone; ``tracking()`` says which one is in force.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import threading
+from collections.abc import Iterator
+import signal
+import time
+from pathlib import Path
+
+__all__ = ["CgroupRoot", "SandboxCgroup", "find_root"]
+
+_PARENT = "hermes"
+
+
+class SandboxCgroup:
+    """The cgroup of one sandbox."""
+
+    def __init__(self, path: Path, kind: str):
+        self.path = path
+        self.kind = kind  # "v2" or "v1-freezer"
+
+    def add(self, pid: int) -> None:
+        """Move ``pid`` and the children it already has into this cgroup."""
+        todo, seen = [pid], set()
+        while todo:
+            p = todo.pop()
+            if p in seen:
+                continue
+            seen.add(p)
+            try:
+                with open(self.path / "cgroup.procs", "w") as f:
+                    f.write(str(p))
+            except (ProcessLookupError, OSError):
+                continue  # already gone
+            todo.extend(_children(p))
+
+    def launcher(self, argv: list[str]) -> list[str]:
+        """``argv`` behind a tiny launcher that joins this cgroup *before* it runs the command, so
+        not even its first fork can happen outside (costs one ``sh`` exec)."""
+        return ["/bin/sh", "-c", 'echo 0 > "$0" && exec "$@"', str(self.path / "cgroup.procs"), *argv]
+
+    @contextlib.contextmanager
+    def entered(self) -> Iterator[None]:
+        """While inside, the calling *thread* is in this cgroup (v1 only: v1 places threads one
+        by one), so a process it forks starts inside, at no cost. Keep the block to the fork
+        itself: nothing else may run on this thread meanwhile."""
+        tid = str(threading.get_native_id())
+        home = _thread_home(self.path)
+        _write(self.path / "tasks", tid)
+        try:
+            yield
+        finally:
+            _write(home, tid)
+
+    @property
+    def thread_placement(self) -> bool:
+        """Whether :meth:`entered` works here (cgroup v1)."""
+        return self.kind == "v1-freezer"
+
+    def pids(self) -> list[int]:
+        try:
+            return [int(x) for x in (self.path / "cgroup.procs").read_text().split()]
+        except (OSError, ValueError):
+            return []
+
+    def kill(self, wait: float = 5.0) -> int:
+        """SIGKILL every process in the cgroup (none can fork away meanwhile); returns how many
+        there were. Waits (up to ``wait`` s) until the cgroup is empty."""
+        found = self.pids()
+        if not found:
+            return 0
+        if self.kind == "v2" and (self.path / "cgroup.kill").exists():
+            _write(self.path / "cgroup.kill", "1")
+        else:
+            frozen = _write(self.path / "freezer.state", "FROZEN") if self.kind == "v1-freezer" else False
+            for pid in self.pids():
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+            if frozen:
+                _write(self.path / "freezer.state", "THAWED")
+        deadline = time.monotonic() + wait
+        while self.pids() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return len(found)
+
+    def remove(self) -> None:
+        """Kill what is left and remove the cgroup (idempotent)."""
+        if not self.path.exists():
+            return
+        self.kill()
+        try:
+            self.path.rmdir()
+        except OSError:
+            pass
+
+
+class CgroupRoot:
+    """The directory under which sandbox cgroups are made."""
+
+    def __init__(self, path: Path, kind: str):
+        self.path = path
+        self.kind = kind
+
+    def create(self, sandbox_id: str) -> SandboxCgroup | None:
+        path = self.path / sandbox_id
+        try:
+            path.mkdir(exist_ok=True)
+        except OSError:
+            return None
+        return SandboxCgroup(path, self.kind)
+
+    def existing(self) -> list[SandboxCgroup]:
+        try:
+            return [SandboxCgroup(p, self.kind) for p in sorted(self.path.iterdir()) if p.is_dir()]
+        except OSError:
+            return []
+
+    def describe(self) -> str:
+        return f"cgroup {self.kind} at {self.path}"
+
+
+@functools.cache
+def find_root() -> CgroupRoot | None:
+    """The first writable cgroup hierarchy for sandboxes: the v1 freezer, else cgroup v2
+    (``cgroup.kill``); ``None`` when neither can be used. A fact of the host, looked up once."""
+    mounts = _mounts()
+    candidates: list[tuple[Path, str]] = []
+    # The v1 freezer first: threads are placed one by one there, so a one-shot command can be
+    # forked straight into its cgroup; on v2 a launcher joins it first.
+    for where, fstype, opts in mounts:
+        if fstype == "cgroup" and "freezer" in opts.split(","):
+            candidates.append((Path(where), "v1-freezer"))
+    for where, fstype, opts in mounts:
+        if fstype == "cgroup2":
+            candidates.append((Path(where), "v2"))
+    for base, kind in candidates:
+        parent = base / _PARENT
+        try:
+            parent.mkdir(exist_ok=True)
+            probe = parent / f"probe-{os.getpid()}"
+            probe.mkdir(exist_ok=True)
+            probe.rmdir()
+        except OSError:
+            continue
+        return CgroupRoot(parent, kind)
+    return None
+
+
+def _mounts() -> list[tuple[str, str, str]]:
+    try:
+        lines = Path("/proc/self/mounts").read_text().splitlines()
+    except OSError:
+        return []
+    out = []
+    for line in lines:
+        parts = line.split()
+        if len(parts) >= 4:
+            out.append((parts[1], parts[2], parts[3]))
+    return out
+
+
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{task}/children") as f:
+                    out.extend(int(x) for x in f.read().split())
+            except (OSError, ValueError):
+                pass
+    except OSError:
+        pass
+    return out
+
+
+@functools.cache
+def _thread_home(sandbox_cgroup: Path) -> Path:
+    """The ``tasks`` file of the freezer cgroup this driver runs in (where threads go back)."""
+    mount = sandbox_cgroup.parent.parent  # <mount>/hermes/<sandbox>
+    try:
+        for line in Path("/proc/self/cgroup").read_text().splitlines():
+            _, controllers, rel = line.split(":", 2)
+            if "freezer" in controllers.split(","):
+                return mount / rel.lstrip("/") / "tasks"
+    except (OSError, ValueError):
+        pass
+    return mount / "tasks"
+
+
+def _write(path: Path, text: str) -> bool:
+    try:
+        with open(path, "w") as f:
+            f.write(text)
+        return True
+    except OSError:
+        return False

@@ -1,0 +1,149 @@
+"""Issue: cleanup that cannot be dodged, and sweeps that remove only what is dead.
+
+Processes that drop the sandbox marker (``env -i``) or overwrite it, leave their process group
+(``setsid``) and double-fork are still found at close (a cgroup per sandbox); a sandbox whose
+driver was SIGKILLed is swept, a live one is not; a driver that exits without closing
+(``sys.exit``, an unhandled exception) leaves nothing behind (the atexit backstop)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from hermes_core import Runtime
+from hermes_plugins import _local_cgroup as cgroups
+
+EVASIONS = [
+    "env -i setsid bash -c 'exec -a {tag} sleep 300' >/dev/null 2>&1 &",
+    "HERMES_SANDBOX_ID=not-me setsid bash -c 'exec -a {tag} sleep 300' >/dev/null 2>&1 &",
+    "(env -i setsid bash -c '(exec -a {tag} sleep 300 &) ; exit' &) >/dev/null 2>&1",
+    "env -u HERMES_SANDBOX_ID nohup setsid bash -c 'exec -a {tag} sleep 300' >/dev/null 2>&1 &",
+]
+
+
+def procs_named(tag: str) -> list[int]:
+    out = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if f.read().split(b"\0")[0] == tag.encode():
+                    out.append(int(pid))
+        except OSError:
+            pass
+    return out
+
+
+needs_cgroup = pytest.mark.skipif(cgroups.find_root() is None, reason="no writable cgroup hierarchy here")
+
+
+@needs_cgroup
+@pytest.mark.parametrize("via", ["exec", "shell", "spawn"])
+async def test_marker_dropping_escapes_are_killed_at_close(tmp_path, via):
+    rt = Runtime()
+    sb = await rt.create_sandbox("local", {"root": str(tmp_path), "tracking": "cgroup"}).start()
+    assert sb.tracking.startswith("cgroup")
+    tags = [f"hermes-escape-{via}-{i}-{os.getpid()}" for i in range(len(EVASIONS))]
+    for tag, trick in zip(tags, EVASIONS):
+        cmd = trick.format(tag=tag)
+        if via == "exec":
+            await sb.exec(cmd)
+        elif via == "shell":
+            await sb.shell(cmd)
+        else:
+            p = await sb.spawn(cmd)
+            await p.wait(10)
+    for _ in range(300):
+        if all(procs_named(t) for t in tags):
+            break
+        await asyncio.sleep(0.01)
+    assert all(procs_named(t) for t in tags), "the evasions did not start"
+    await sb.close()
+    survivors = {t: procs_named(t) for t in tags if procs_named(t)}
+    for pids in survivors.values():  # clean up before failing
+        for p in pids:
+            os.kill(p, signal.SIGKILL)
+    assert survivors == {}
+    assert not Path(sb._cgroup.path).exists()
+    await rt.aclose()
+
+
+async def test_marker_only_tracking_is_what_the_option_says(tmp_path):
+    rt = Runtime()
+    sb = await rt.create_sandbox("local", {"root": str(tmp_path), "tracking": "marker"}).start()
+    assert sb.tracking == "marker"
+    await sb.close()
+    await rt.aclose()
+
+
+DRIVER = """
+import asyncio, os, sys
+from hermes_core import Runtime
+
+async def main():
+    rt = Runtime()
+    sb = await rt.create_sandbox("local", {{"root": {root!r}}}).start()
+    await sb.shell("env -i setsid bash -c 'exec -a {tag} sleep 300' >/dev/null 2>&1 &")
+    await sb.spawn("exec -a {tag}-plain sleep 300")
+    print(sb.root, flush=True)
+    {ending}
+
+asyncio.run(main())
+"""
+
+
+def _driver(tmp_path, tag, ending):
+    code = textwrap.dedent(DRIVER).format(root=str(tmp_path), tag=tag, ending=ending)
+    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+
+
+@needs_cgroup
+async def test_sweep_removes_what_a_sigkilled_driver_left_and_nothing_live(tmp_path):
+    from hermes_plugins._local_backend import sweep
+
+    tag = f"hermes-orphan-{os.getpid()}"
+    drv = _driver(tmp_path, tag, "await asyncio.sleep(600)")
+    root = Path(drv.stdout.readline().strip())
+    for _ in range(300):
+        if procs_named(tag) and procs_named(f"{tag}-plain"):
+            break
+        await asyncio.sleep(0.01)
+    # A live run's sandbox next to it, in this process.
+    rt = Runtime()
+    live = await rt.create_sandbox("local", {"root": str(tmp_path)}).start()
+    assert await sweep(None, root=str(tmp_path)) == []  # the driver lives: nothing is removed
+    drv.send_signal(signal.SIGKILL)
+    drv.wait(10)
+    assert procs_named(tag), "the sandbox's processes outlive their killed driver"
+    removed = await sweep(None, root=str(tmp_path))
+    assert removed == [str(root)]
+    assert not root.exists() and procs_named(tag) == [] and procs_named(f"{tag}-plain") == []
+    assert live.root.exists()
+    await rt.aclose()
+
+
+@pytest.mark.parametrize("ending", ["sys.exit(3)", "raise RuntimeError('driver bug')"])
+async def test_atexit_backstop_closes_what_a_dying_driver_holds(tmp_path, ending):
+    tag = f"hermes-atexit-{os.getpid()}-{abs(hash(ending)) % 1000}"
+    drv = _driver(tmp_path, tag, ending)
+    root = Path(drv.stdout.readline().strip())
+    drv.wait(60)
+    assert drv.returncode != 0
+    assert not root.exists(), "the sandbox directory outlived its driver"
+    time.sleep(0.1)
+    left = procs_named(tag) + procs_named(f"{tag}-plain")
+    for p in left:
+        os.kill(p, signal.SIGKILL)
+    if cgroups.find_root() is not None:
+        assert left == []
+    else:  # marker tracking cannot see the env -i escape; the plain one must be gone
+        assert procs_named(f"{tag}-plain") == []

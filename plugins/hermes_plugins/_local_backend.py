@@ -375,12 +375,16 @@ def _read_owner(d: Path) -> dict | None:
         return None
 
 
-async def sweep(older_than: float | None = None, root: str | None = None, *, force: bool = False) -> list[str]:
+async def sweep(
+    older_than: float | None = None, root: str | None = None, *, force: bool = False, options: Any = None
+) -> list[str]:
     """Remove local sandboxes whose driver is gone (or that passed their ``max_lifetime``):
     their processes (cgroup and marker) and directories. A live driver's sandbox is never
     touched unless ``force``; ``older_than`` (seconds) only narrows the set further."""
     import time
 
+    if root is None and options:
+        root = (options.get("root") if isinstance(options, dict) else getattr(options, "root", None))
     base = Path(root or tempfile.gettempdir())
     now = time.time()
     removed = []

@@ -147,3 +147,36 @@ async def test_atexit_backstop_closes_what_a_dying_driver_holds(tmp_path, ending
         assert left == []
     else:  # marker tracking cannot see the env -i escape; the plain one must be gone
         assert procs_named(f"{tag}-plain") == []
+
+
+def test_plain_sweep_reports_an_unreachable_backend_and_sweeps_the_rest(monkeypatch, capsys, tmp_path):
+    import argparse
+
+    from hermes_core import hookimpl
+    from hermes_core.cli import sandbox as cli_sandbox
+
+    swept: list[tuple] = []
+
+    async def broken(older_than, **kw):
+        raise ConnectionError("engine at unix:///nowhere is not answering")
+
+    async def fine(older_than, *, force=False):
+        swept.append((older_than, force))
+        return ["box-1"]
+
+    class Plugin:
+        @hookimpl
+        def hermes_register_backends(self, registry):
+            registry.register("broken", lambda *a, **k: None, sweep=broken)
+            registry.register("fine", lambda *a, **k: None, sweep=fine)
+
+    monkeypatch.setattr(cli_sandbox, "runtime_from_args",
+                        lambda args: Runtime(plugins=[Plugin()], load_installed=False))
+    args = argparse.Namespace(backend=None, older_than=None, force=False, config=None)
+    assert cli_sandbox.cmd_sweep(args) == 0
+    out = capsys.readouterr()
+    assert "broken: not swept: ConnectionError: engine at unix:///nowhere" in out.err
+    assert "fine: removed box-1" in out.out and "unreachable: broken" in out.out
+    assert swept == [(None, False)]
+    args = argparse.Namespace(backend=["broken"], older_than=None, force=False, config=None)
+    assert cli_sandbox.cmd_sweep(args) == 1  # the one backend asked for could not be swept

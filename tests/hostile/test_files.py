@@ -193,3 +193,16 @@ def test_hard_link_through_a_planted_symlink_is_refused(tmp_path):
         assert stat.S_IMODE((host / "victim").stat().st_mode) == 0o600
         assert (host / "victim").read_text() == "host data"
         assert not (dest / "top" / "h").exists()
+
+
+async def test_verifier_shell_is_fresh_unless_asked(ctx):
+    await ctx.call_tool("terminal", {"command": "mkdir -p sub && cd sub && export FOO=bar && "
+                                                "pytest() { echo 'all tests passed'; } && alias ls='echo forged'"})
+    fresh = await ctx.terminal("echo \"[$FOO]\"; pwd; type pytest 2>&1 | head -1")
+    assert fresh["output"].splitlines()[0] == "[]"
+    assert fresh["output"].splitlines()[1] == ctx.sandbox.workdir
+    assert "all tests passed" not in fresh["output"] and "function" not in fresh["output"]
+    model = await ctx.terminal("echo \"[$FOO]\"; pwd; type pytest 2>&1 | head -1", in_model_context=True)
+    lines = model["output"].splitlines()
+    assert lines[0] == "[bar]" and lines[1] == ctx.sandbox.path("sub")
+    assert "function" not in model["output"]  # variables and directory only, never functions

@@ -362,7 +362,7 @@ class SandboxContract(ProcessContract):
         await sb.write_bytes("f", b"x")
         await sb.spawn(f"exec -a {_MARK}-spawned sleep 300")
         await sb.shell(f"(exec -a {_MARK}-job sleep 300) &")
-        await sb.exec(f"setsid sh -c 'exec -a {_MARK}-daemon sleep 300' >/dev/null 2>&1 < /dev/null &")
+        await sb.exec(f"setsid bash -c 'exec -a {_MARK}-daemon sleep 300' >/dev/null 2>&1 < /dev/null &")
         await sb.close()
         await sb.close()  # idempotent
         assert await self.leftovers(sb) == []

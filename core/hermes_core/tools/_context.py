@@ -96,13 +96,40 @@ class ToolContext:
 
     # ------------------------------------------------------------------ verifier API
 
-    async def terminal(self, command: str, timeout: float = 180, *, cwd: str | None = None) -> dict[str, Any]:
+    async def terminal(
+        self, command: str, timeout: float = 180, *, cwd: str | None = None, in_model_context: bool = False
+    ) -> dict[str, Any]:
         """Run ``command`` in a fresh shell in the sandbox's working directory.
 
+        The verifier never runs in the model's terminal session: the model could have defined
+        functions or aliases there (``pytest() { echo passed; }``) to forge its reward. With
+        ``in_model_context=True`` the fresh shell starts in the model's current directory with
+        the variables the model exported (still no functions or aliases) — note that this hands
+        the model ``PATH`` too.
+
         Returns:
-            ``{"exit_code": int, "output": str}``; exit code 124 on timeout.
+            ``{"exit_code": int, "output": str}``; exit code 124 on timeout; output past
+            ``sandbox.output_limit`` bytes is cut in the middle, with a note saying so.
         """
-        return (await self.sandbox.exec(command, timeout=timeout, cwd=cwd)).to_dict()
+        env = None
+        if in_model_context:
+            cwd, env = await self._model_context(cwd)
+        return (await self.sandbox.exec(command, timeout=timeout, cwd=cwd, env=env)).to_dict()
+
+    async def _model_context(self, cwd: str | None) -> tuple[str | None, dict[str, str] | None]:
+        """The model's shell's working directory and exported variables (data only)."""
+        if getattr(self.sandbox, "_shell", None) is None:
+            return cwd, None  # the model never used its terminal: nothing to take over
+        r = await self.sandbox.shell("builtin printf '%s\\0' \"$PWD\"; command -p env -0", timeout=30)
+        parts = r.output.split("\0")
+        if r.exit_code != 0 or len(parts) < 2:
+            return cwd, None
+        model_cwd, env = parts[0], {}
+        for item in parts[1:]:
+            name, sep, value = item.partition("=")
+            if sep and name and name != "HERMES_SANDBOX_ID":
+                env[name] = value
+        return (cwd or model_cwd), env
 
     async def read_file(self, path: str) -> dict[str, Any]:
         """Returns ``{"content": str, "path": str}`` or ``{"error": str}`` (binary/undecodable too).

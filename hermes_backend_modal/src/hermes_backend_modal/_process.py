@@ -10,6 +10,7 @@ no in-sandbox pid for an exec, so :attr:`ModalProcess.pid` is ``None``.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import secrets
 from collections.abc import Mapping, Sequence
@@ -56,7 +57,8 @@ class ModalProcess(Process):
         self._sandbox = sandbox  # the hermes ModalSandbox (for signals)
         self._proc = proc  # modal ContainerProcess
         self.marker = marker
-        self._buf = bytearray()
+        self._buf: collections.deque[bytes] = collections.deque()  # chunks as they came: no memmove
+        self._buffered = 0
         self._eof = False
         self._more = asyncio.Event()
         self._room = asyncio.Event()
@@ -70,9 +72,11 @@ class ModalProcess(Process):
         try:
             async for chunk in self._proc.stdout:
                 if chunk:
-                    self._buf += chunk if isinstance(chunk, bytes) else chunk.encode()
+                    data = chunk if isinstance(chunk, bytes) else chunk.encode()
+                    self._buf.append(data)
+                    self._buffered += len(data)
                     self._more.set()
-                    if len(self._buf) >= HIGH_WATER:
+                    if self._buffered >= HIGH_WATER:
                         self._room.clear()
                         await self._room.wait()
         except Exception:  # noqa: BLE001 - the sandbox went away; the output simply ends
@@ -93,11 +97,19 @@ class ModalProcess(Process):
         while not self._buf and not self._eof:
             self._more.clear()
             await self._more.wait()
-        data = bytes(self._buf[:max_bytes])
-        del self._buf[:max_bytes]
-        if len(self._buf) < HIGH_WATER:
+        parts, n = [], 0
+        while self._buf and n < max_bytes:
+            head = self._buf.popleft()
+            if n + len(head) > max_bytes:
+                cut = max_bytes - n
+                self._buf.appendleft(head[cut:])
+                head = head[:cut]
+            parts.append(head)
+            n += len(head)
+        self._buffered -= n
+        if self._buffered < HIGH_WATER:
             self._room.set()
-        return data
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     async def write(self, data: bytes) -> None:
         if self._stdin_closed:

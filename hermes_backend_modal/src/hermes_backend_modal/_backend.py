@@ -92,15 +92,35 @@ class ModalSandbox(Sandbox):
             CREATE_TAG: self._create_token,
         }
 
-    def _image(self, modal: Any) -> Any:
+    def _image(self, modal: Any, acc: Account) -> Any:
+        """The image object for these options, shared per account: once the first create has
+        resolved it (hydrated it with its image id), later creates skip the image RPCs."""
         o = self.opts
         if o.image_id:
-            return modal.Image.from_id(o.image_id)
-        if o.image:
-            return modal.Image.from_registry(o.image)
-        if o.dockerfile:
-            return modal.Image.from_dockerfile(o.dockerfile)
-        return modal.Image.debian_slim()
+            key: tuple[Any, ...] = ("id", o.image_id)
+        elif o.image:
+            key = ("registry", o.image)
+        elif o.dockerfile:
+            try:
+                st = os.stat(o.dockerfile)
+            except OSError as e:
+                raise SandboxError(f"dockerfile {o.dockerfile!r} cannot be read: {e}") from None
+            key = ("dockerfile", o.dockerfile, st.st_mtime_ns, st.st_size)
+        else:
+            key = ("debian_slim",)
+        images: dict[tuple[Any, ...], Any] = acc.extra.setdefault("images", {})
+        image = images.get(key)
+        if image is None:
+            if key[0] == "id":
+                image = modal.Image.from_id(o.image_id)
+            elif key[0] == "registry":
+                image = modal.Image.from_registry(o.image)
+            elif key[0] == "dockerfile":
+                image = modal.Image.from_dockerfile(o.dockerfile)
+            else:
+                image = modal.Image.debian_slim()
+            images[key] = image
+        return image
 
     def _env(self) -> dict[str, str]:
         missing = [k for k in self.opts.pass_env if k not in os.environ]
@@ -116,7 +136,7 @@ class ModalSandbox(Sandbox):
         assert acc.limiter is not None
         env = self._env()
         kwargs: dict[str, Any] = dict(
-            app=acc.app, image=self._image(modal), env=env or None,
+            app=acc.app, image=self._image(modal, acc), env=env or None,
             secrets=[modal.Secret.from_name(n) for n in o.secrets] or None,
             timeout=o.timeout, idle_timeout=o.idle_timeout, workdir=o.workdir, cpu=o.cpu, memory=o.memory,
             block_network=o.block_network, client=acc.client,

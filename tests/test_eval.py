@@ -89,16 +89,22 @@ def test_resume_skips_finished_rollouts_and_reruns_torn_lines(tmp_path, capsys):
     # A write cut short by a crash: the torn line is dropped and that rollout runs again.
     lines = (out / "results.jsonl").read_text().splitlines()
     (out / "results.jsonl").write_text("\n".join(lines[:2]) + "\n" + lines[2][:25])
-    assert main(["eval", "terminal-test", "--out", str(out), "--quiet", "--group-size", "1"]) == 0
+    assert main(["eval", "terminal-test", "--limit", "3", "--out", str(out), "--quiet", "--group-size", "1"]) == 0
     results = read_jsonl(out / "results.jsonl")
-    assert len(results) == TERMINAL_TEST_TASKS
-    assert len({r["rollout_id"] for r in results}) == TERMINAL_TEST_TASKS
+    assert len(results) == 3
+    assert len({r["rollout_id"] for r in results}) == 3
     kept = {r["rollout_id"]: r["sandbox_id"] for r in results}
     assert [kept[r["rollout_id"]] for r in first[:2]] == [r["sandbox_id"] for r in first[:2]]  # not rerun
     assert kept[first[2]["rollout_id"]] != first[2]["sandbox_id"]  # rerun
-    assert len(read_jsonl(out / "trajectories.jsonl")) == TERMINAL_TEST_TASKS
+    assert len(read_jsonl(out / "trajectories.jsonl")) == 3
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["skipped"] == 2 and summary["ran"] == 8 and summary["mean_reward"] == 1.0
+    assert summary["skipped"] == 2 and summary["ran"] == 1 and summary["mean_reward"] == 1.0
+    # Another task set (no --limit: all tasks) would make summary.json disagree with the
+    # results: refused (issue 10, item 5).
+    capsys.readouterr()
+    assert main(["eval", "terminal-test", "--out", str(out), "--quiet"]) == 2
+    assert "task set" in capsys.readouterr().err
+    assert len(read_jsonl(out / "results.jsonl")) == 3 and TERMINAL_TEST_TASKS > 3
     # Another agent in the same directory would mix runs: refused, naming the key.
     capsys.readouterr()
     assert main(["eval", "terminal-test", "--agent", "openai", "--model", "m", "--out", str(out)]) == 2
@@ -187,7 +193,9 @@ async def test_verifier_failures_score_zero_with_the_error_and_sandboxes_are_cle
     assert by["bad-setup"]["reward"] is None and "setup command exited 3" in by["bad-setup"]["error"]
     assert by["bad-setup"]["turns"] == 0 and by["bad-setup"]["infra_error"] is True
     assert by["raises"]["infra_error"] is False
-    assert by["image"]["image"] == "busybox:latest" and by["image"]["reward"] == 1.0
+    # local runs no images: the task image is not recorded as used (issue 10, item 8)
+    assert by["image"]["image"] is None and by["image"]["image_unused"] == "busybox:latest"
+    assert by["image"]["reward"] == 1.0
     assert seen["raises"] is not None and not Path(seen["raises"]).exists()
     assert list((tmp_path / "sb").iterdir()) == []
     assert report.summary["errors"] == 3 and report.summary["mean_reward"] == pytest.approx(3 / 5)

@@ -9,6 +9,10 @@ from typing import Any
 
 from hermes_core.rollout import AgentResult, OpenAIAgent, initial_messages
 
+#: Completion tokens per turn of the ``openai`` agent unless ``--max-tokens`` says otherwise
+#: (the same default as ``OpenAIAgent``); ``0`` sends no limit.
+DEFAULT_MAX_TOKENS = 4096
+
 #: The terminal tool's own upper bound on a command's timeout.
 _MAX_TOOL_TIMEOUT = 3600
 
@@ -80,15 +84,17 @@ def openai_factory(
     base_url: str | None = None,
     api_key: str | None = None,
     temperature: float | None = None,
-    max_tokens: int | None = None,
+    max_tokens: int | None = DEFAULT_MAX_TOKENS,
     extra_body: dict[str, Any] | None = None,
     max_turns: int = 30,
     request_timeout: float = 600.0,
     max_retries: int = 2,
+    tool_choice: str | dict[str, Any] | None = "auto",
 ) -> OpenAIAgent:
     return OpenAIAgent(
         model, base_url=base_url, api_key=api_key, temperature=temperature, max_tokens=max_tokens,
         extra_body=extra_body, max_turns=max_turns, request_timeout=request_timeout, max_retries=max_retries,
+        tool_choice=tool_choice,
     )
 
 

@@ -34,6 +34,7 @@ def build_parser() -> HermesArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=HermesArgumentParser)
     for mod in COMMAND_MODULES:
         importlib.import_module(mod).register(sub)
+    parser.commands = sub.choices  # type: ignore[attr-defined]
     return parser
 
 
@@ -50,7 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # reported by the command's own parser, which knows its options
+            owner = parser.commands.get(getattr(args, "command", None) or "", parser)
+            owner.error(f"unrecognized arguments: {' '.join(extra)}")
     except SystemExit as e:
         return int(e.code or 0) if not isinstance(e.code, str) else 2
     args.argv = argv  # for the resume command a run prints
@@ -58,7 +62,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # inside the try: a closed pipe is handled below, not at exit
+        return code
     except HermesError as e:
         print(f"hermes: error: {e}", file=sys.stderr)
         return 2

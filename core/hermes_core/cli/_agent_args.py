@@ -12,10 +12,21 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ._common import CliError
+from ._common import (
+    CliError,
+    check_config_backend,
+    check_out_dir,
+    check_path_options,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+)
 
 #: Agent options the CLI can set; each agent factory receives the ones its signature accepts.
-AGENT_OPTIONS = ("model", "base_url", "api_key", "temperature", "max_tokens", "extra_body")
+AGENT_OPTIONS = ("model", "base_url", "api_key", "temperature", "max_tokens", "extra_body", "tool_choice")
+
+#: ``--max-tokens`` when none is given (completion tokens per turn).
+DEFAULT_MAX_TOKENS = 4096
 
 
 def add_agent_arguments(p: argparse.ArgumentParser, *, agent_default: str) -> None:
@@ -28,10 +39,15 @@ def add_agent_arguments(p: argparse.ArgumentParser, *, agent_default: str) -> No
                    "(default: $OPENAI_BASE_URL)")
     g.add_argument("--api-key", help="API key (default: $OPENAI_API_KEY; local servers need none)")
     g.add_argument("--temperature", type=float)
-    g.add_argument("--max-tokens", type=int, help="completion tokens per turn")
+    g.add_argument("--max-tokens", type=nonnegative_int, default=None,
+                   help=f"completion tokens per turn (default: {DEFAULT_MAX_TOKENS}, so one answer cannot "
+                   "fill the whole context; 0: no limit)")
+    g.add_argument("--tool-choice", metavar="CHOICE",
+                   help="tool_choice sent whenever tools are offered (default: auto; also none, required; "
+                   "'omit' sends none)")
     g.add_argument("--extra-body", metavar="JSON", help="extra request fields as a JSON object")
-    g.add_argument("--max-turns", type=int, help="model turns per rollout")
-    g.add_argument("--timeout", type=float, help="seconds per rollout (setup + agent)")
+    g.add_argument("--max-turns", type=positive_int, help="model turns per rollout")
+    g.add_argument("--timeout", type=positive_float, help="seconds per rollout (setup + agent)")
     s = p.add_argument_group("sandbox")
     s.add_argument("--backend", help="backend name (default: config, else 'local')")
     s.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
@@ -43,8 +59,8 @@ def add_agent_arguments(p: argparse.ArgumentParser, *, agent_default: str) -> No
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
     """The flags of commands that run many rollouts (``eval``, ``batch``)."""
-    p.add_argument("-n", "--concurrency", type=int, default=8, help="rollouts at once (default: 8)")
-    p.add_argument("--group-size", type=int, default=1, help="rollouts per task (default: 1)")
+    p.add_argument("-n", "--concurrency", type=positive_int, default=8, help="rollouts at once (default: 8)")
+    p.add_argument("--group-size", type=positive_int, default=1, help="rollouts per task (default: 1)")
     p.add_argument("--out", metavar="DIR", help="output directory; an existing one is resumed")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -84,10 +100,29 @@ def load_run_config(path: str | None) -> tuple[Any, dict[str, Any]]:
 
 
 def runtime_and_environment(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    """The Runtime of ``--config`` and its ``environment:`` section; the file's backend options
+    and the ``-o`` options are checked now, so an error names where it came from.
+
+    Raises:
+        ConfigError / CliError: one line naming the file or flag.
+    """
     from .. import Runtime
 
-    config, env_section = load_run_config(getattr(args, "config", None))
-    return Runtime(config), env_section
+    path = getattr(args, "config", None)
+    config, env_section = load_run_config(path)
+    rt = Runtime(config)
+    if path:
+        check_config_backend(rt, path)
+    return rt, env_section
+
+
+def backend_options_from_args(rt: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """``-o KEY=VALUE`` options, with host-directory options checked (no folders made by a typo)."""
+    from ._common import parse_options
+
+    options = parse_options(args.option, "--option")
+    check_path_options(args.backend or rt.config.backend, options, "-o")
+    return options
 
 
 def make_agent(rt: Any, args: argparse.Namespace) -> Any:
@@ -99,6 +134,10 @@ def make_agent(rt: Any, args: argparse.Namespace) -> Any:
     """
     spec = rt.agents.get(args.agent)
     given: dict[str, Any] = {k: getattr(args, k) for k in AGENT_OPTIONS if getattr(args, k, None) is not None}
+    if given.get("tool_choice") == "omit":
+        given["tool_choice"] = None
+    elif isinstance(given.get("tool_choice"), str) and given["tool_choice"] not in ("auto", "none", "required"):
+        given["tool_choice"] = {"type": "function", "function": {"name": given["tool_choice"]}}
     if "extra_body" in given:
         try:
             given["extra_body"] = json.loads(given["extra_body"])
@@ -109,6 +148,9 @@ def make_agent(rt: Any, args: argparse.Namespace) -> Any:
     params = inspect.signature(spec.factory).parameters
     takes_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     options = {k: v for k, v in given.items() if takes_all or k in params}
+    # --max-tokens has a default for agents that take it; it is not "given" for the others.
+    if "max_tokens" not in given and (takes_all or "max_tokens" in params):
+        options["max_tokens"] = DEFAULT_MAX_TOKENS
     ignored = sorted(set(given) - set(options))
     if ignored:
         flags = ", ".join("--" + k.replace("_", "-") for k in ignored)
@@ -123,13 +165,31 @@ def make_agent(rt: Any, args: argparse.Namespace) -> Any:
 
 
 async def prepare_agent(agent: Any) -> None:
+    """Check the agent's model endpoint for real before the first rollout.
+
+    Raises:
+        CliError: the endpoint is unreachable, wrong (404: "add /v1?") or refuses the key.
+    """
     check = getattr(agent, "check_reachable", None)
     if check is None:
         return
     try:
         await check()
     except ConnectionError as e:
-        raise error(f"{e}. Is the server running? Check --base-url.") from None
+        raise error(str(e)) from None
+
+
+async def check_backends(runner: Any, items: list[Any]) -> None:
+    """Start and close one sandbox of each backend the run uses, before the first rollout, so
+    an unreachable engine fails the run at once with the engine's own message.
+
+    Raises:
+        CliError: a backend could not start a sandbox.
+    """
+    try:
+        await runner.preflight(items)
+    except Exception as e:  # the backend's own error, whatever its type
+        raise error(str(e)) from None
 
 
 async def close_agent(agent: Any) -> None:
@@ -159,7 +219,24 @@ def cancel_on_sigterm() -> None:
 
 
 def out_dir(args: argparse.Namespace, default: str) -> Path:
-    return Path(args.out) if args.out else Path("hermes-runs") / default
+    """``--out``, else ``hermes-runs/<default>``; checked to be a writable directory.
+
+    Raises:
+        CliError: the directory cannot be created or written.
+    """
+    path = Path(args.out) if args.out else Path("hermes-runs") / default
+    check_out_dir(path)
+    return path
+
+
+def resume_command(args: argparse.Namespace, out: Path) -> str:
+    """The command that resumes this run: the command line as given, plus ``--out``."""
+    import shlex
+
+    argv = list(getattr(args, "argv", None) or sys.argv[1:])
+    if "--out" not in argv and not any(a.startswith("--out=") for a in argv):
+        argv += ["--out", str(out)]
+    return shlex.join(["hermes", *argv])
 
 
 async def run_with_progress(runner: Any, items: list[Any], label: str, quiet: bool) -> tuple[Any, bool]:
@@ -188,8 +265,16 @@ def print_report(report: Any, title: str, resume_cmd: str, interrupted: bool, as
         print(f"wrote {files}", file=sys.stderr)
     if report.skipped:
         print(f"resumed: {report.skipped} rollouts were already done and not rerun", file=sys.stderr)
+    infra = [r for r in report.records if r.get("infra_error")]
+    if infra:
+        print(f"hermes: {len(infra)} of {len(report.records)} rollouts ended in an infrastructure or API error "
+              f"(not scored; rerun them with: {resume_cmd}); first: {infra[0].get('error')}", file=sys.stderr)
     if interrupted:
         print(f"hermes: interrupted after {len(report.records)} of {report.planned} rollouts; "
               f"sandboxes cleaned up. Resume with: {resume_cmd}", file=sys.stderr)
         return 130
+    if report.records and len(infra) == len(report.records):
+        print("hermes: error: no rollout ran to a result (every one was an infrastructure or API error)",
+              file=sys.stderr)
+        return 1
     return 0

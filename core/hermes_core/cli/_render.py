@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-__all__ = ["EvalProgress", "print_table", "print_conversation"]
+__all__ = ["EvalProgress", "print_table", "print_conversation", "print_message"]
 
 
 def _console(stderr: bool = False) -> Any:
@@ -101,20 +101,27 @@ def _clip(text: str, limit: int) -> str:
 
 def print_conversation(messages: list[dict[str, Any]], *, limit: int = 2000) -> None:
     """Print a conversation: one block per message, tool calls and results shown compactly."""
+    console = _console()
+    for m in messages:
+        print_message(m, limit=limit, console=console)
+
+
+def print_message(m: dict[str, Any], *, limit: int = 2000, console: Any = None) -> None:
+    """Print one message of a conversation (``hermes run`` prints each as it happens)."""
     from rich.markup import escape
 
-    console = _console()
+    console = console or _console()
     style = {"system": "dim", "user": "bold cyan", "assistant": "bold green", "tool": "yellow"}
-    for m in messages:
-        role = m.get("role", "?")
-        console.print(f"[{style.get(role, 'bold')}]── {role}" + (f" ({m.get('name')})" if role == "tool" else ""))
-        reasoning = m.get("reasoning_content") or m.get("reasoning")
-        if reasoning:
-            console.print(f"[dim italic]{escape(_clip(str(reasoning), limit))}")
-        content = m.get("content")
-        if content:
-            text = content if isinstance(content, str) else json.dumps(content)
-            console.print(escape(_clip(text, limit)), soft_wrap=True)
-        for call in m.get("tool_calls") or []:
-            fn = call.get("function", {})
-            console.print(f"[magenta]→ {escape(fn.get('name', ''))}[/magenta]({escape(_clip(fn.get('arguments') or '', limit))})")
+    role = m.get("role", "?")
+    console.print(f"[{style.get(role, 'bold')}]── {role}" + (f" ({m.get('name')})" if role == "tool" else ""))
+    reasoning = m.get("reasoning_content") or m.get("reasoning")
+    if reasoning:
+        console.print(f"[dim italic]{escape(_clip(str(reasoning), limit))}")
+    content = m.get("content")
+    if content:
+        text = content if isinstance(content, str) else json.dumps(content)
+        console.print(escape(_clip(text, limit)), soft_wrap=True)
+    for call in m.get("tool_calls") or []:
+        fn = call.get("function", {})
+        console.print(f"[magenta]→ {escape(fn.get('name', ''))}[/magenta]({escape(_clip(fn.get('arguments') or '', limit))})")
+    console.file.flush()

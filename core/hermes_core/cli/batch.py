@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -11,18 +12,20 @@ from typing import Any
 from ._agent_args import (
     add_agent_arguments,
     add_run_arguments,
+    backend_options_from_args,
     cancel_on_sigterm,
+    check_backends,
     close_agent,
     error,
     make_agent,
     out_dir,
     prepare_agent,
     print_report,
+    resume_command,
     run_with_progress,
     runtime_and_environment,
     task_config,
 )
-from ._common import parse_options
 
 
 def register(sub) -> None:
@@ -85,10 +88,15 @@ def cmd_batch(args: argparse.Namespace) -> int:
     items = load_prompts(args.prompts, args.system)
     rt, env_section = runtime_and_environment(args)
     config = EnvironmentConfig.model_validate({**env_section, **task_config(args)})
+    backend_options = backend_options_from_args(rt, args)
     agent = make_agent(rt, args)
-    out = out_dir(args, f"batch-{Path(args.prompts).stem}")
+    prompts = Path(args.prompts)
+    # Two prompt files with the same name in different folders get different default folders.
+    where = hashlib.sha256(str(prompts.resolve()).encode()).hexdigest()[:8]
+    out = out_dir(args, f"batch-{prompts.stem}-{where}")
     run_info = {"command": "batch", "environment": None, "agent": args.agent, "model": args.model,
-                "prompts": str(args.prompts), "base_url": args.base_url, "group_size": args.group_size}
+                "prompts": str(args.prompts), "prompts_sha256": hashlib.sha256(prompts.read_bytes()).hexdigest(),
+                "base_url": args.base_url}
 
     async def main() -> int:
         from ..rollout._runner import Runner
@@ -96,15 +104,16 @@ def cmd_batch(args: argparse.Namespace) -> int:
         cancel_on_sigterm()
         try:
             runner = Runner(
-                rt, agent, config=config, backend=args.backend, backend_options=parse_options(args.option, "--option"),
+                rt, agent, config=config, backend=args.backend, backend_options=backend_options,
                 concurrency=args.concurrency, group_size=args.group_size, out_dir=out, run_info=run_info,
             )
             runner.check(items)
             await prepare_agent(agent)
+            await check_backends(runner, items)
             report, interrupted = await run_with_progress(runner, items, Path(args.prompts).name, args.quiet)
         finally:
             await close_agent(agent)
             await rt.aclose()
-        return print_report(report, f"batch {Path(args.prompts).name}", f"hermes batch {args.prompts} ... --out {out}", interrupted, False)
+        return print_report(report, f"batch {Path(args.prompts).name}", resume_command(args, out), interrupted, False)
 
     return asyncio.run(main())

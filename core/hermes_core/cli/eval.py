@@ -9,18 +9,21 @@ import time
 from ._agent_args import (
     add_agent_arguments,
     add_run_arguments,
+    backend_options_from_args,
     cancel_on_sigterm,
+    check_backends,
     close_agent,
     error,
     make_agent,
     out_dir,
     prepare_agent,
     print_report,
+    resume_command,
     run_with_progress,
     runtime_and_environment,
     task_config,
 )
-from ._common import parse_options
+from ._common import parse_options, positive_int
 
 
 def register(sub) -> None:
@@ -34,7 +37,7 @@ def register(sub) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                    help="environment config override (value parsed as JSON when it can be); repeatable")
     p.add_argument("--tasks", metavar="ID,ID", help="run only these task ids")
-    p.add_argument("--limit", type=int, help="run at most this many tasks")
+    p.add_argument("--limit", type=positive_int, help="run at most this many tasks")
     p.add_argument("--path", help="dataset location for environments that read one (sets the environment key `path`)")
     p.add_argument("--dataset", help="dataset file for environments that read one (sets the environment key `dataset`)")
     p.add_argument("--json", action="store_true", help="print summary.json instead of the table")
@@ -57,8 +60,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     for key in ("path", "dataset"):
         if getattr(args, key, None):
             cli_layer[key] = getattr(args, key)
+    layers = [(f"default config of environment {args.env!r}", spec.default_config)]
+    if "toolsets" in rt.config.model_fields_set:  # hermes.yaml's top-level `toolsets:` is honoured
+        layers.append((f"{getattr(args, 'config', '')}: toolsets", {"toolsets": list(rt.config.toolsets)}))
+    backend_options = backend_options_from_args(rt, args)
     env = spec.cls.from_layers([
-        (f"default config of environment {args.env!r}", spec.default_config),
+        *layers,
         (f"{getattr(args, 'config', '')}: environment", env_section),
         ("command line (--set/--max-turns/--timeout/--toolset/--tasks/--limit)", cli_layer),
     ])
@@ -77,16 +84,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
         try:
             items = await env.tasks()
             runner = Runner(
-                rt, agent, environment=env, backend=args.backend, backend_options=parse_options(args.option, "--option"),
+                rt, agent, environment=env, backend=args.backend, backend_options=backend_options,
                 concurrency=args.concurrency, group_size=args.group_size, out_dir=out, run_info=run_info,
             )
             runner.check(items)
             await prepare_agent(agent)
+            await check_backends(runner, items)
             report, interrupted = await run_with_progress(runner, items, args.env, args.quiet or args.json)
         finally:
             await close_agent(agent)
             await rt.aclose()
-        resume = f"hermes eval {args.env} --agent {args.agent} ... --out {out}"
+        resume = resume_command(args, out)
         return print_report(report, f"{args.env} · agent {args.agent}", resume, interrupted, args.json)
 
     return asyncio.run(main())

@@ -149,6 +149,9 @@ class BackendSpec(_Lazy):
         plugin: the plugin that registered it.
         sweep: optional ``async sweep(older_than: float | None) -> list[str]`` that removes
             sandboxes left behind by a killed driver (found by their labels) and names them.
+        images: whether a sandbox runs the ``image`` option (a container image); ``None``: the
+            options model says so (an ``image`` option whose description does not start with
+            "Ignored").
     """
 
     name: str
@@ -157,6 +160,15 @@ class BackendSpec(_Lazy):
     description: str = ""
     plugin: str = ""
     sweep_ref: Callable[..., Any] | Ref | None = None
+    images: bool | None = None
+
+    @property
+    def runs_images(self) -> bool:
+        """Whether a task's ``image`` is used by this backend (see ``images``)."""
+        if self.images is not None:
+            return self.images
+        field = getattr(self.options_model, "model_fields", {}).get("image")
+        return field is not None and not (field.description or "").lower().startswith("ignored")
 
     @property
     def factory(self) -> Callable[..., Any]:
@@ -373,6 +385,7 @@ class BackendRegistry(Registry[BackendSpec]):
         options: type | Ref | None = None,
         description: str = "",
         sweep: Callable[..., Any] | Ref | None = None,
+        images: bool | None = None,
     ) -> BackendSpec:
         """Register a sandbox backend.
 
@@ -386,8 +399,10 @@ class BackendRegistry(Registry[BackendSpec]):
             description: one line shown by ``hermes plugins``.
             sweep: optional ``async sweep(older_than_seconds) -> list[str]`` removing leftovers
                 of killed drivers (``hermes sandbox sweep``).
+            images: whether the backend runs a task's ``image`` (``None``: inferred from the
+                options model, see :attr:`BackendSpec.images`).
         """
-        return self._add(name, BackendSpec(name, factory, options, description, self.current_plugin, sweep))
+        return self._add(name, BackendSpec(name, factory, options, description, self.current_plugin, sweep, images))
 
 
 class ToolRegistry(Registry[ToolSpec]):

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from ..tools._context import ToolContext
 
 __all__ = [
+    "DEFAULT_MAX_TOKENS",
     "Agent",
     "AgentResult",
     "OpenAIAgent",
@@ -30,6 +31,11 @@ __all__ = [
     "to_sharegpt",
     "STOP_REASONS",
 ]
+
+#: Completion tokens per turn when the caller sets none (``hermes --max-tokens``): one answer
+#: cannot fill the whole context. ``0`` sends no limit.
+DEFAULT_MAX_TOKENS = 4096
+
 
 @runtime_checkable
 class Agent(Protocol):
@@ -67,14 +73,22 @@ class OpenAIAgent:
         base_url: endpoint (default: ``$OPENAI_BASE_URL`` or the OpenAI API).
         api_key: key (default: ``$OPENAI_API_KEY``, else ``"EMPTY"`` for local servers).
         temperature: sampling temperature (omitted when ``None``).
-        max_tokens: completion token limit per turn (omitted when ``None``).
+        max_tokens: completion token limit per turn (default :data:`DEFAULT_MAX_TOKENS`;
+            omitted when ``None`` or ``0``).
         extra_body: extra JSON fields merged into each request (server-specific knobs).
         max_turns: default turn limit when the caller gives none.
         request_timeout: seconds per HTTP request.
         max_retries: retries of the ``openai`` client on connection errors and 429/5xx.
         send_reasoning: send reasoning text back in assistant messages (most servers ignore it;
             some reject unknown fields, so it is off by default; it is always kept in the result).
+        tool_choice: sent with every request that offers tools (default ``"auto"``: some
+            servers, llama-cpp-python's among them, drop the tools of a request without one);
+            ``None`` sends none.
         client: a ready ``openai.AsyncOpenAI`` (then the connection arguments are ignored).
+
+    Attributes:
+        on_message: ``on_message(message)`` is called with each message as it is added to the
+            conversation (the prompt, assistant turns, tool results), e.g. to print it live.
     """
 
     def __init__(
@@ -84,12 +98,13 @@ class OpenAIAgent:
         base_url: str | None = None,
         api_key: str | None = None,
         temperature: float | None = None,
-        max_tokens: int | None = None,
+        max_tokens: int | None = DEFAULT_MAX_TOKENS,
         extra_body: Mapping[str, Any] | None = None,
         max_turns: int = 30,
         request_timeout: float = 600.0,
         max_retries: int = 2,
         send_reasoning: bool = False,
+        tool_choice: str | Mapping[str, Any] | None = "auto",
         client: Any = None,
     ):
         if not model:
@@ -104,6 +119,8 @@ class OpenAIAgent:
         self.request_timeout = request_timeout
         self.max_retries = max_retries
         self.send_reasoning = send_reasoning
+        self.tool_choice = dict(tool_choice) if isinstance(tool_choice, Mapping) else tool_choice
+        self.on_message: Any = None
         self._client = client
 
     @property
@@ -117,22 +134,61 @@ class OpenAIAgent:
             )
         return self._client
 
-    async def check_reachable(self, timeout: float = 5.0) -> None:
-        """Fail fast when the server cannot be reached at all.
+    async def check_reachable(self, timeout: float = 10.0) -> None:
+        """Check the endpoint for real before the first rollout.
 
-        Any HTTP answer (even 404 for servers without ``/models``) counts as reachable.
+        ``GET {base_url}/models``; when the server has no such route, a one-token chat request.
+        A 404 from both means the URL is wrong (typically a missing ``/v1``); 401/403 a bad key.
 
         Raises:
-            ConnectionError: no connection could be made; the message names the URL.
+            ConnectionError: the server cannot be reached, or it answered in a way no rollout
+                can succeed with; the message names the URL and what to check.
         """
         import openai
 
+        client = self.client.with_options(max_retries=0, timeout=timeout)
+        url = self.base_url.rstrip("/")
         try:
-            await self.client.with_options(max_retries=0, timeout=timeout).models.list()
+            models = await client.models.list()
         except (openai.APIConnectionError, openai.APITimeoutError) as e:
-            raise ConnectionError(f"cannot reach the model server at {self.base_url}: {_cause(e)}") from None
-        except openai.APIError:
+            raise ConnectionError(
+                f"cannot reach the model server at {self.base_url}: {_cause(e)}. Is the server running? Check --base-url."
+            ) from None
+        except openai.APIStatusError as e:
+            if e.status_code in (401, 403):
+                raise ConnectionError(_key_message(self.base_url, e)) from None
+            if e.status_code != 404:
+                return  # a server with an odd /models; the first rollout will tell
+        else:
+            ids = [getattr(m, "id", None) for m in getattr(models, "data", None) or []]
+            ids = [i for i in ids if isinstance(i, str)]
+            if ids and self.model not in ids and not any(self.model in i or i.endswith(self.model) for i in ids):
+                import sys
+
+                print(f"hermes: warning: model {self.model!r} is not among the models {url} lists "
+                      f"({', '.join(ids[:5])}); the server may refuse it", file=sys.stderr)
             return
+        # /models answered 404: some servers have none. Try one token of a real request.
+        try:
+            await client.chat.completions.create(
+                model=self.model, messages=[{"role": "user", "content": "hi"}], max_tokens=1,
+            )
+        except (openai.APIConnectionError, openai.APITimeoutError) as e:
+            raise ConnectionError(f"the model server at {self.base_url} did not answer a chat request: {_cause(e)}") from None
+        except openai.APIStatusError as e:
+            if e.status_code in (401, 403):
+                raise ConnectionError(_key_message(self.base_url, e)) from None
+            if e.status_code == 404:
+                hint = ("; add /v1? (e.g. --base-url " + url + "/v1)") if not url.endswith("/v1") else (
+                    f"; is the model name {self.model!r} right, and is {url} an OpenAI-compatible endpoint?")
+                raise ConnectionError(
+                    f"{url}/chat/completions answered 404 ({_status_message(e)}){hint}"
+                ) from None
+            if 400 <= e.status_code < 500:
+                raise ConnectionError(
+                    f"the model server at {self.base_url} refused a one-token request: HTTP {e.status_code}: "
+                    f"{_status_message(e)} (check --model)"
+                ) from None
 
     async def aclose(self) -> None:
         if self._client is not None:
@@ -142,9 +198,11 @@ class OpenAIAgent:
         kwargs: dict[str, Any] = {"model": self.model, "messages": _wire(messages, self.send_reasoning)}
         if tools:
             kwargs["tools"] = tools
+            if self.tool_choice is not None:
+                kwargs["tool_choice"] = self.tool_choice
         if self.temperature is not None:
             kwargs["temperature"] = self.temperature
-        if self.max_tokens is not None:
+        if self.max_tokens:
             kwargs["max_tokens"] = self.max_tokens
         if self.extra_body:
             kwargs["extra_body"] = self.extra_body
@@ -160,6 +218,8 @@ class OpenAIAgent:
         deadline: float | None = None,
     ) -> AgentResult:
         result = AgentResult(messages=initial_messages(item, system_prompt))
+        for m in result.messages:
+            self._emit(m)
         limit = item.max_turns or max_turns or self.max_turns
         first_error = len(ctx.tool_errors)
         try:
@@ -168,7 +228,10 @@ class OpenAIAgent:
         except TimeoutError:
             result.stop_reason = "deadline"
             result.finished = False
+            n = len(result.messages)
             _close_dangling_calls(result.messages)
+            for m in result.messages[n:]:
+                self._emit(m)
         result.tool_errors = list(ctx.tool_errors[first_error:])
         return result
 
@@ -199,6 +262,7 @@ class OpenAIAgent:
                 if isinstance(value, int):
                     usage[key] = usage.get(key, 0) + value
             result.messages.append(message)
+            self._emit(message)
             calls = message.get("tool_calls") or []
             if not calls:
                 result.finished = choice.finish_reason != "length"
@@ -206,10 +270,17 @@ class OpenAIAgent:
                 return
             outputs = await asyncio.gather(*(self._call(ctx, c) for c in calls))
             for call, text in zip(calls, outputs):
-                result.messages.append(
-                    {"role": "tool", "tool_call_id": call["id"], "name": call["function"]["name"], "content": text}
-                )
+                answer = {"role": "tool", "tool_call_id": call["id"], "name": call["function"]["name"], "content": text}
+                result.messages.append(answer)
+                self._emit(answer)
         result.stop_reason = "max_turns"
+
+    def _emit(self, message: dict[str, Any]) -> None:
+        if self.on_message is not None:
+            try:
+                self.on_message(message)
+            except Exception:  # a display callback must not end the rollout
+                pass
 
     @staticmethod
     async def _call(ctx: ToolContext, call: dict[str, Any]) -> str:
@@ -274,6 +345,11 @@ def _cause(e: BaseException) -> str:
     if inner is not None and str(inner) and str(inner) not in parts[0]:
         parts.append(f"{type(inner).__name__}: {inner}")
     return " (".join(parts) + (")" if len(parts) > 1 else "")
+
+
+def _key_message(base_url: str, e: Any) -> str:
+    return (f"the model server at {base_url} refused the API key (HTTP {e.status_code}: {_status_message(e)}); "
+            "check --api-key or $OPENAI_API_KEY")
 
 
 def _status_message(e: Any) -> str:

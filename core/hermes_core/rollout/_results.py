@@ -18,7 +18,15 @@ RESULTS = "results.jsonl"
 TRAJECTORIES = "trajectories.jsonl"
 SUMMARY = "summary.json"
 #: Keys of the run description that must match for a directory to be resumed.
-RESUME_KEYS = ("command", "environment", "agent", "model")
+RESUME_KEYS = ("command", "environment", "agent", "model", "prompts_sha256", "task_set", "group_size", "backend")
+
+#: How each resume key is named in the refusal (what the user changed).
+_KEY_NAMES = {
+    "prompts_sha256": "a prompts file with other content",
+    "task_set": "another task set (--tasks/--limit/dataset)",
+    "group_size": "group size (--group-size)",
+    "backend": "backend (--backend)",
+}
 
 
 def passed(reward: float | None) -> bool:
@@ -56,6 +64,15 @@ class ResultsDir:
                 old = {}
             for key in RESUME_KEYS:
                 if key in old and old.get(key) != self.run_info.get(key):
+                    what = _KEY_NAMES.get(key)
+                    if what:
+                        detail = f"{key} {old.get(key)!r}, this one {self.run_info.get(key)!r}"
+                        if key == "task_set":
+                            detail = f"{old.get('tasks_planned', '?')} tasks, this one {self.run_info.get('tasks_planned', '?')}"
+                        raise ConfigError(
+                            f"{self.path} holds a run with {what.split(' (')[0]} ({detail}); it cannot be resumed "
+                            "with a different one; use another --out directory to start a new run"
+                        )
                     raise ConfigError(
                         f"{self.path} holds a run with {key} {old.get(key)!r}, not "
                         f"{self.run_info.get(key)!r}; use another --out directory to start a new run"
@@ -163,7 +180,9 @@ def summarize(
             usage[k] = usage.get(k, 0) + int(v)
     return {
         "run": dict(run_info or {}),
-        "status": "interrupted" if interrupted else ("incomplete" if planned and len(records) < planned else "complete"),
+        "status": "interrupted" if interrupted else (
+            "incomplete" if planned and len(records) < planned
+            else "failed" if records and all(r.get("infra_error") for r in records) else "complete"),
         "rollouts": len(records),
         "planned": planned,
         "tasks": len(per_task),
@@ -171,6 +190,8 @@ def summarize(
         "pass_rate": sum(passed(r) for r in rewards) / len(rewards) if rewards else None,
         "tool_errors": sum(int(r.get("n_tool_errors", 0)) for r in records),
         "errors": sum(1 for r in records if r.get("error")),
+        "infra_errors": sum(1 for r in records if r.get("infra_error")),
+        "api_errors": sum(1 for r in records if r.get("infra_error") and r.get("infra_kind") == "api"),
         "usage": usage,
         "duration": duration,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

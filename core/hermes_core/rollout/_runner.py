@@ -9,6 +9,7 @@ keeps them and a rerun with the same output directory resumes where it stopped.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -88,6 +89,9 @@ class Runner:
         run_info: describes the run in ``summary.json`` (and guards resume).
         on_start: ``on_start(planned, skipped)`` before the first rollout.
         on_result: ``on_result(record)`` after each rollout.
+        guard_resume: record the task set, group size and backend in ``summary.json`` and
+            refuse to resume a directory whose run had others (off for ``hermes run``, which
+            appends single rollouts to a directory).
     """
 
     def __init__(
@@ -107,6 +111,7 @@ class Runner:
         run_info: Mapping[str, Any] | None = None,
         on_start: Callable[[int, int], None] | None = None,
         on_result: Callable[[dict[str, Any]], None] | None = None,
+        guard_resume: bool = True,
     ):
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
@@ -128,14 +133,23 @@ class Runner:
         self.concurrency = concurrency
         self.group_size = group_size
         self.run_info = dict(run_info or {})
+        self.guard_resume = guard_resume
+        if guard_resume:
+            self.run_info["backend"] = self.backend
+            self.run_info["group_size"] = group_size
         self.out = ResultsDir(out_dir, self.run_info) if out_dir is not None else None
         self.on_start = on_start
         self.on_result = on_result
+        self._warned_images: set[str] = set()
 
     # ------------------------------------------------------------------ planning
 
     def sandbox_plan(self, item: TaskItem) -> tuple[str, dict[str, Any], list[str] | None]:
-        """(backend, options, toolsets) for a rollout of ``item``."""
+        """(backend, options, toolsets) for a rollout of ``item``.
+
+        A task's ``image`` is not passed to a backend that runs no images (``local``): that
+        backend would ignore it, and the results would name an image that was never used.
+        """
         backend = item.backend or self.backend
         options: dict[str, Any] = {}
         if backend == self.runtime.config.backend:
@@ -145,8 +159,52 @@ class Runner:
         options.update(item.backend_options)
         if item.image:
             options["image"] = item.image
+        if options.get("image") and not self._runs_images(backend):
+            options.pop("image")
         toolsets = item.toolsets or self.toolsets or self.env_config.toolsets
         return backend, options, toolsets
+
+    def _runs_images(self, backend: str) -> bool:
+        try:
+            return self.runtime.backends.get(backend).runs_images
+        except Exception:
+            return True  # an unknown backend fails in check() with its own message
+
+    def ignored_images(self, items: Sequence[TaskItem]) -> dict[str, list[str]]:
+        """``{backend: [image, ...]}`` of task images a backend without images will not run."""
+        out: dict[str, list[str]] = {}
+        for item in items:
+            backend = item.backend or self.backend
+            image = item.image or item.backend_options.get("image") or (
+                self.backend_options.get("image") if backend == self.backend else None)
+            if image and not self._runs_images(backend) and image not in out.get(backend, []):
+                out.setdefault(backend, []).append(image)
+        return out
+
+    async def preflight(self, items: Sequence[TaskItem], timeout: float = 600.0) -> None:
+        """Start and close one sandbox of each backend the items use, before any rollout: an
+        unreachable engine then fails the run at once instead of every rollout one by one.
+
+        Raises:
+            RuntimeError: a backend could not start a sandbox (its own message included).
+        """
+        done: set[str] = set()
+        for item in items:
+            backend, options, _ = self.sandbox_plan(item)
+            if backend in done:
+                continue
+            done.add(backend)
+            try:
+                async with asyncio.timeout(timeout):
+                    async with self.runtime.rollout(backend=backend, options=options, toolsets=[]) as ctx:
+                        await ctx.cleanup()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                why = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+                if isinstance(e, TimeoutError):
+                    why = f"no sandbox started within {timeout:g}s"
+                raise RuntimeError(f"backend {backend!r} cannot start a sandbox: {why}") from None
 
     def check(self, items: Sequence[TaskItem]) -> None:
         """Validate every task's backend, options and toolsets before anything starts.
@@ -156,6 +214,11 @@ class Runner:
             ConfigError: invalid backend options (the message names the key), or the output
                 directory holds a different run.
         """
+        if self.guard_resume:
+            self.run_info["task_set"] = task_set_digest(items)
+            self.run_info["tasks_planned"] = len(items)
+            if self.out is not None:
+                self.out.run_info = dict(self.run_info)
         if self.out is not None:
             self.out.check()
         seen: set[str] = set()
@@ -167,6 +230,13 @@ class Runner:
             seen.add(key)
             self.runtime.backend_options(backend, options)
             self.runtime.tool_specs(toolsets)
+        for backend, images in self.ignored_images(items).items():
+            if backend not in self._warned_images:
+                self._warned_images.add(backend)
+                shown = ", ".join(images[:3]) + (f" and {len(images) - 3} more" if len(images) > 3 else "")
+                print(f"hermes: warning: backend {backend!r} runs no container images; the task image(s) "
+                      f"{shown} are not used and not recorded as used (run them with a container backend "
+                      "such as --backend docker)", file=sys.stderr)
 
     # ------------------------------------------------------------------ running
 
@@ -269,10 +339,12 @@ class Runner:
             raise
         except Exception as e:  # the sandbox could not be created or started
             error = f"sandbox ({backend}) failed: {type(e).__name__}: {e}"
-        # The sandbox could not start or the task's setup failed: the agent never ran, so there
-        # is nothing to score. Such a rollout gets no reward (it is not counted as the agent's
-        # failure in the mean or pass rate) and is run again on resume.
-        infra_error = outcome is None and error is not None
+        # The sandbox could not start, the task's setup failed, or the model API failed (a 404,
+        # 401, context overflow, 5xx after retries): the agent's work was not what ended the
+        # rollout, so there is nothing to score. Such a rollout gets no reward (it is not counted
+        # as the agent's failure in the mean or pass rate) and is run again on resume.
+        api_error = result.stop_reason == "api_error"
+        infra_error = (outcome is None and error is not None) or (api_error and outcome is None)
         reward = outcome.reward if outcome is not None else None
         errors = [e.to_dict() for e in result.tool_errors]
         record = {
@@ -290,10 +362,12 @@ class Runner:
             "usage": result.usage,
             "error": error or (outcome.error if outcome is not None else None) or result.error,
             "infra_error": infra_error,
+            "infra_kind": ("api" if api_error else "sandbox") if infra_error else None,
             "agent_error": result.error,
             "verifier_error": outcome.error if outcome is not None else None,
             "backend": backend,
             "image": options.get("image"),
+            "image_unused": item.image if item.image and not options.get("image") else None,
             "sandbox_id": sandbox_id,
             "duration": round(loop.time() - t0, 4),
         }
@@ -337,10 +411,21 @@ class Runner:
             result.stop_reason = "agent_error"
             result.error = f"agent {type(self.agent).__name__} raised {type(e).__name__}: {e}"
             result.tool_errors = list(ctx.tool_errors)
+        if result.stop_reason == "api_error":
+            return result, None, None  # the model server failed: not the agent's score
         if self.verifier is None:
             return result, None, None
         outcome = await run_verifier(self.verifier, item, result, ctx, timeout=cfg.verifier_timeout)
         return result, outcome, None
+
+
+def task_set_digest(items: Sequence[TaskItem]) -> str:
+    """A fingerprint of the tasks (ids and prompts, order-free): resume refuses another set."""
+    import hashlib
+    import json
+
+    rows = sorted(json.dumps([i.id, i.prompt], ensure_ascii=False) for i in items)
+    return hashlib.sha256("\n".join(rows).encode()).hexdigest()[:16]
 
 
 def rollout_id(task_id: str, group_index: int) -> str:

@@ -14,7 +14,7 @@ from helpers import SPECIALS, solved
 TASKS = ["hello-file", "count-errors"]
 
 
-def make_env(tokenizer_dir, base_url, **overrides):
+def make_env(tokenizer_dir, base_url, timeout=30, **overrides):
     from atroposlib.envs.server_handling.server_baseline import APIServerConfig
 
     from hermes_atropos import HermesAtroposConfig, HermesAtroposEnv
@@ -22,7 +22,7 @@ def make_env(tokenizer_dir, base_url, **overrides):
     fields = dict(tokenizer_name=str(tokenizer_dir), group_size=2, use_wandb=False, max_token_length=8192,
                   environment_config={"tasks": TASKS}, infra_retries=1)
     fields.update(overrides)
-    server = APIServerConfig(base_url=base_url, model_name="scripted", api_key="x", health_check=False, timeout=30)
+    server = APIServerConfig(base_url=base_url, model_name="scripted", api_key="x", health_check=False, timeout=timeout)
     return HermesAtroposEnv(HermesAtroposConfig(**fields), [server])
 
 
@@ -176,3 +176,17 @@ def test_hermes_eval_runs_the_openai_completions_agent(tmp_path, tokenizer_dir, 
     records = [json.loads(line) for line in (tmp_path / "run" / "results.jsonl").read_text().splitlines()]
     assert sorted(r["reward"] for r in records) == [0.0, 1.0]
     assert all(r["turns"] == 2 and r["stop_reason"] == "final_answer" for r in records)
+
+
+def test_a_rollout_cut_before_any_completion_is_not_trained_on():
+    from hermes_atropos import is_infra_failure
+    from hermes_core import Rollout
+
+    from hermes_plugins.parsers._completions import TokenAgentResult
+
+    cut = TokenAgentResult(messages=[{"role": "user", "content": "x"}], turns=1, stop_reason="deadline",
+                           tokens=[1, 2, 3], masks=[-100] * 3, logprobs=[1.0] * 3)
+    record = {"rollout_id": "t#0", "reward": 0.0, "infra_error": False, "verifier_error": None}
+    assert "no tokens" in is_infra_failure(Rollout(record, cut, None))
+    done = TokenAgentResult(messages=[], turns=1, stop_reason="final_answer", tokens=[1, 2], masks=[-100, 2], logprobs=[1.0, -0.5])
+    assert is_infra_failure(Rollout(record, done, None)) is None

@@ -53,14 +53,30 @@ def llm_url(tmp_path):
 
 def tokenizer_folder(tmp_path: Path) -> Path:
     src = Path(os.environ.get("HERMES_TEST_LLM_TOKENIZER") or URL[5:])
-    if src.suffix != ".gguf":
-        return src
-    from transformers import AutoTokenizer
+    return gguf_tokenizer_folder(src, tmp_path / "tokenizer") if src.suffix == ".gguf" else src
 
-    tok = AutoTokenizer.from_pretrained(str(src.parent), gguf_file=src.name)
-    out = tmp_path / "tokenizer"
-    tok.save_pretrained(str(out))
-    return out
+
+def gguf_tokenizer_folder(path: Path, dest: Path) -> Path:
+    """A transformers tokenizer folder from a GGUF file's byte-level BPE vocabulary, merges,
+    control tokens and chat template (transformers' own GGUF reader needs torch)."""
+    import gguf
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    fields = {k: f.contents() for k, f in gguf.GGUFReader(str(path)).fields.items() if k.startswith("tokenizer.")}
+    assert fields["tokenizer.ggml.model"] == "gpt2", "only byte-level BPE GGUF vocabularies are converted here"
+    tokens = fields["tokenizer.ggml.tokens"]
+    merges = [tuple(m.split(" ", 1)) for m in fields["tokenizer.ggml.merges"]]
+    tok = Tokenizer(models.BPE(vocab={t: i for i, t in enumerate(tokens)}, merges=merges))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    specials = [t for t, kind in zip(tokens, fields["tokenizer.ggml.token_type"]) if kind == 3]
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=tokens[fields["tokenizer.ggml.eos_token_id"]],
+                                   bos_token=tokens[fields["tokenizer.ggml.bos_token_id"]],
+                                   additional_special_tokens=specials)
+    fast.chat_template = fields.get("tokenizer.chat_template")
+    fast.save_pretrained(str(dest))
+    return dest
 
 
 async def test_one_group_against_a_real_model(tmp_path, llm_url):
@@ -69,8 +85,8 @@ async def test_one_group_against_a_real_model(tmp_path, llm_url):
     from hermes_plugins.parsers.testing import CHATML_TOOLS_TEMPLATE
 
     folder = tokenizer_folder(tmp_path)
-    env = make_env(folder, llm_url, group_size=2, max_token_length=2048,
-                   environment_config={"tasks": ["hello-file"], "max_turns": 3}, max_tokens_per_turn=128,
+    env = make_env(folder, llm_url, timeout=600, group_size=2, max_token_length=2048,
+                   environment_config={"tasks": ["hello-file"], "max_turns": 2, "timeout": 1200}, max_tokens_per_turn=64,
                    completions_api=os.environ.get("HERMES_TEST_LLM_API", "vllm"),
                    allow_text_only=os.environ.get("HERMES_TEST_LLM_TEXT_ONLY") == "1",
                    tool_call_parser=os.environ.get("HERMES_TEST_LLM_PARSER", "hermes"),

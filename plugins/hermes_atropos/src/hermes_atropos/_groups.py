@@ -16,7 +16,7 @@ __all__ = ["is_infra_failure", "rollout_sequence", "build_group", "GroupStats"]
 def is_infra_failure(rollout: Any) -> str | None:
     """Why a rollout says nothing about the policy (so its group must not be trained on), or
     ``None``: the sandbox or the task's setup failed, the prompt alone is too long, the model
-    server failed, or the verifier failed."""
+    server failed or produced nothing before the deadline, or the verifier failed."""
     record = rollout.record
     if record.get("infra_error"):
         return record.get("error") or "infra error"
@@ -24,6 +24,9 @@ def is_infra_failure(rollout: Any) -> str | None:
         return "the prompt alone reaches max_token_length (raise --env.max_token_length)"
     if rollout.result.stop_reason == "api_error":
         return rollout.result.error or "model server error"
+    masks = getattr(rollout.result, "masks", None)
+    if masks is not None and getattr(rollout.result, "tokens", None) and not any(m != -100 for m in masks):
+        return f"the model produced no tokens before the rollout stopped ({rollout.result.stop_reason})"
     if record.get("verifier_error"):
         return f"verifier: {record['verifier_error']}"
     reward = record.get("reward")

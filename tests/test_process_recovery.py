@@ -109,7 +109,7 @@ async def test_new_runtime_recovers_all_ten_after_sigkill(crashed_driver):
     # The rollout (same task id) sees them through the process tool; another one does not.
     async with runtime.rollout("other-rollout") as other:
         listed = json.loads(await other.call_tool("process", {"action": "list"}))
-        assert listed["sessions"] == []
+        assert listed["processes"] == []
         refused = json.loads(await other.call_tool("process", {"action": "kill", "session_id": long_jobs[0]["id"]}))
         assert refused["error"]["type"] == "forbidden"
 

@@ -71,7 +71,7 @@ async def bg(ctx, command: str, **kw) -> str:
 async def output_contains(ctx, sid: str, text: str, timeout: float = 10) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if text in (await call(ctx, "process", action="poll", session_id=sid))["output"]:
+        if text in (await call(ctx, "process", action="poll", session_id=sid))["output_preview"]:
             return True
         await asyncio.sleep(0.02)
     return False
@@ -167,7 +167,7 @@ async def test_twenty_processes_four_rollouts_each_sees_only_its_own(rt):
                 gate.set()
             await asyncio.wait_for(gate.wait(), 30)
             listed = await call(ctx, "process", action="list")
-            seen = {s["session_id"] for s in listed["sessions"]}
+            seen = {s["session_id"] for s in listed["processes"]}
             others = [sid for t, sids in ids.items() if t != ctx.task_id for sid in sids]
             refusals = []
             for sid in others:

@@ -107,11 +107,11 @@ async def test_search_files(ctx):
     out = json.loads(await ctx.call_tool("search_files", {"pattern": r"\.py$", "target": "files", "path": "src"}))
     assert out["files"] == ["src/a.py"]
     out = json.loads(await ctx.call_tool("search_files", {"pattern": "nothing-here", "path": "src"}))
-    assert out == {"matches": [], "total": 0}
+    assert out == {"total_count": 0, "matches": []}
     e = err(await ctx.call_tool("search_files", {"pattern": "(", "target": "files"}))
     assert e["type"] == "invalid_arguments"
     found = await ctx.search("return", path="src")
-    assert found["matches"][0]["text"] == "    return 1"
+    assert found["matches"][0]["content"] == "    return 1" and found["total_count"] == 1
 
 
 async def test_sync_and_failing_handlers():

@@ -179,7 +179,17 @@ async def patch(args: PatchArgs, ctx) -> dict:
     return {"success": True, "replacements": count, "diff": diff[:5000]}
 
 
+async def _check_search_path(ctx, path: str) -> None:
+    info = await ctx.sandbox.stat(path)
+    if info.kind == "missing":
+        raise ToolFailure(f"search path {path!r} does not exist", kind="not_found")
+
+
 async def search_files(args: SearchArgs, ctx) -> dict:
+    """Results use the original hermes keys: ``{"total_count", "matches": [{"path", "line",
+    "content"}]}`` (``"files"`` for ``target="files"``); a missing path or an invalid pattern is
+    an error, not an empty result."""
+    await _check_search_path(ctx, args.path)
     if args.target == "files":
         return await _search_names(args, ctx)
     argv = ["grep", "-rnIE", "--color=never", "--exclude-dir=.git", "--exclude-dir=node_modules"]
@@ -190,21 +200,29 @@ async def search_files(args: SearchArgs, ctx) -> dict:
     argv += ["-e", args.pattern, "--", args.path]
     result = await ctx.sandbox.exec(argv, timeout=60)
     if result.exit_code == 1:
-        return {"matches": [], "total": 0}
-    if result.exit_code not in (0, 1) and not result.output.count(":"):
-        raise ToolFailure(f"search failed: {result.output.strip()[:500]}", kind="search_failed")
+        return {"total_count": 0, "matches": []}
     matches = []
+    problems = []
     total = 0
     for line in result.output.splitlines():
         m = re.match(r"^(.*?):(\d+):(.*)$", line)
-        if not m:
+        if not m or line.startswith("grep: "):
+            if line.startswith("grep: "):
+                problems.append(line[5:].strip())
             continue
         total += 1
         if len(matches) < args.max_results:
-            matches.append({"path": m.group(1), "line": int(m.group(2)), "text": m.group(3)[:300]})
-    out = {"matches": matches, "total": total}
+            matches.append({"path": m.group(1), "line": int(m.group(2)), "content": m.group(3)[:300]})
+    if result.exit_code not in (0, 1) and total == 0:
+        why = "; ".join(problems) or result.output.strip()[:500] or f"grep exited {result.exit_code}"
+        kind = "invalid_arguments" if any(w in why.lower() for w in ("unmatched", "invalid", "trailing backslash", "regular expression")) else "search_failed"
+        raise ToolFailure(f"search for {args.pattern!r} failed: {why}", kind=kind)
+    out: dict = {"total_count": total, "matches": matches}
     if total > len(matches):
+        out["truncated"] = True
         out["note"] = f"showing {len(matches)} of {total} matches; narrow the pattern or path"
+    if problems:
+        out["warning"] = "; ".join(problems[:5])
     return out
 
 
@@ -221,8 +239,9 @@ async def _search_names(args: SearchArgs, ctx) -> dict:
     if result.exit_code != 0 and not result.output:
         raise ToolFailure(f"search failed: exit {result.exit_code}", kind="search_failed")
     hits = [p for p in result.output.splitlines() if rx.search(p.rsplit("/", 1)[-1])]
-    out = {"files": hits[: args.max_results], "total": len(hits)}
+    out = {"total_count": len(hits), "files": hits[: args.max_results]}
     if len(hits) > args.max_results:
+        out["truncated"] = True
         out["note"] = f"showing {args.max_results} of {len(hits)} files"
     return out
 

@@ -76,10 +76,33 @@ def check_timeout(value: Any) -> float:
     return float(value)
 
 
+def _original_keys(out: dict[str, Any], *, preview: bool) -> dict[str, Any]:
+    """The original hermes process tool's key names for what the model reads:
+    ``uptime_seconds`` (not ``runtime_seconds``) and, for list/poll, ``output_preview`` (not
+    ``output``). Remaining differences are listed in docs/compatibility.md."""
+    renamed: dict[str, Any] = {}
+    for key, value in out.items():
+        if key == "runtime_seconds":
+            key = "uptime_seconds"
+        elif preview and key == "output":
+            key = "output_preview"
+        elif preview and key == "output_truncated":
+            key = "output_preview_truncated"
+        renamed[key] = value
+    return renamed
+
+
 async def process(args: ProcessArgs, ctx: ToolContext) -> dict[str, Any]:
     procs = _processes(ctx)
     if args.action == "list":
-        return {"sessions": await procs.list()}
+        listed = []
+        for entry in await procs.list():
+            try:  # the original lists each process with the tail of its output
+                entry = await procs.poll(entry["session_id"], output_chars=200)
+            except ProcessError:
+                pass
+            listed.append(_original_keys(entry, preview=True))
+        return {"processes": listed}
     if args.session_id is None:
         raise ToolFailure(f"action {args.action!r} needs a session_id; use action 'list' to see them", kind="invalid_arguments")
     sid = args.session_id
@@ -104,6 +127,10 @@ async def process(args: ProcessArgs, ctx: ToolContext) -> dict[str, Any]:
             out = await procs.close_stdin(sid)
     except ProcessError as e:
         raise _failure(e) from None
+    out = _original_keys(out, preview=args.action == "poll")
+    if args.action == "wait" and out.get("timed_out"):
+        out["status"] = "timeout"  # as the original: the wait timed out, the process still runs
+        out.setdefault("timeout_note", "the process is still running; wait again, poll or kill it")
     return out
 
 

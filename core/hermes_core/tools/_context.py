@@ -73,8 +73,17 @@ class ToolContext:
         """OpenAI ``tools=[...]`` for this rollout's available tools."""
         return [spec.schema() for spec in self.tools.values() if spec.available()]
 
-    async def call_tool(self, name: str, arguments: Any = None) -> str:
-        """Run a tool by name; always returns text (a JSON error object when it failed)."""
+    async def call_tool(self, name: str | None = None, arguments: Any = None, *, tool_name: str | None = None) -> str:
+        """Run a tool by name; always returns text (a JSON error object when it failed).
+
+        ``tool_name=`` is accepted as well as ``name`` (the original hermes ToolContext's keyword).
+        """
+        if tool_name is not None:
+            if name is not None and name != tool_name:
+                raise TypeError(f"call_tool() got both name={name!r} and tool_name={tool_name!r}")
+            name = tool_name
+        if name is None:
+            raise TypeError("call_tool() needs the tool's name (name= or tool_name=)")
         self._loop = asyncio.get_running_loop()
         self.tool_calls += 1
         spec = self.tools.get(name) if isinstance(name, str) else None
@@ -150,20 +159,22 @@ class ToolContext:
             return {"error": f"{path!r} is not UTF-8 text ({len(data)} bytes); use download_file"}
 
     async def write_file(self, path: str, content: str | bytes) -> dict[str, Any]:
-        """Returns ``{"success": True, "bytes": n, "path": str}`` or ``{"success": False, "error"}``."""
+        """Returns ``{"success": True, "bytes_written": n, "path": str}`` (the ``write_file``
+        tool's keys, and the original hermes API's) or ``{"success": False, "error"}``."""
         data = content.encode("utf-8") if isinstance(content, str) else bytes(content)
         try:
             await self.sandbox.write_bytes(path, data)
         except Exception as e:
             return {"success": False, "error": f"cannot write {path!r}: {_why(e)}"}
-        return {"success": True, "bytes": len(data), "path": self.sandbox.path(path)}
+        return {"success": True, "bytes_written": len(data), "path": self.sandbox.path(path)}
 
     async def upload_file(self, local_path: str | Path, remote_path: str) -> dict[str, Any]:
-        """Copy a host file into the sandbox. Returns ``{"exit_code", "output"}`` (0 = arrived intact)."""
+        """Copy a host file into the sandbox. Returns ``{"exit_code", "output"}``: 0 = arrived
+        intact, -1 = the upload failed (the original hermes API's code for a failed call)."""
         try:
             n = await self.sandbox.put_file(local_path, remote_path)
         except Exception as e:
-            return {"exit_code": 1, "output": f"upload of {str(local_path)!r} failed: {_why(e)}"}
+            return {"exit_code": -1, "output": f"upload of {str(local_path)!r} failed: {_why(e)}"}
         return {"exit_code": 0, "output": f"uploaded {n} bytes to {self.sandbox.path(remote_path)}"}
 
     async def upload_dir(self, local_dir: str | Path, remote_dir: str) -> list[dict[str, Any]]:
@@ -171,7 +182,7 @@ class ToolContext:
         try:
             names = await self.sandbox.put_dir(local_dir, remote_dir)
         except Exception as e:
-            return [{"path": str(local_dir), "exit_code": 1, "output": f"upload failed: {_why(e)}"}]
+            return [{"path": str(local_dir), "exit_code": -1, "output": f"upload failed: {_why(e)}"}]
         base = self.sandbox.path(remote_dir)
         return [{"path": f"{base}/{n}", "exit_code": 0, "output": "uploaded"} for n in names]
 
@@ -236,7 +247,12 @@ class ToolContext:
         return None
 
     async def search(self, query: str, path: str = ".", **options: Any) -> dict[str, Any]:
-        """Search file contents (regex) under ``path``, as the ``search_files`` tool does."""
+        """Search file contents (regex) under ``path``, as the ``search_files`` tool does.
+
+        Returns:
+            ``{"total_count": n, "matches": [{"path", "line", "content"}, ...]}``, or
+            ``{"error": ...}`` when the path does not exist or the pattern is invalid.
+        """
         return await self._tool_json("search_files", {"pattern": query, "path": path, **options})
 
     async def web_search(self, query: str) -> dict[str, Any]:

@@ -143,6 +143,33 @@ async def bench_rollouts(n: int, rate: float, fake) -> tuple[float, float, int, 
     return wall, floor, failures, single
 
 
+async def bare_ceiling(n: int) -> float:
+    """Rollouts per second the fake + engine sustain for bare SDK calls with no limiter at all:
+    when this is below the create limit, no client can reach the limiter's floor."""
+    import modal
+
+    client = await modal.Client.from_credentials.aio(os.environ["MODAL_TOKEN_ID"], os.environ["MODAL_TOKEN_SECRET"])
+    app = await modal.App.lookup.aio(APP + "-ceiling", create_if_missing=True, client=client)
+    image = modal.Image.from_registry(IMAGE)
+    gate = asyncio.Semaphore(64)
+
+    async def one() -> None:
+        async with gate:
+            sb = await modal.Sandbox.create.aio("sleep", "infinity", app=app, image=image, timeout=600,
+                                                block_network=True, client=client)
+            p = await sb.exec.aio("echo", "x", text=False)
+            await p.stdout.read.aio()
+            await p.wait.aio()
+            await sb.terminate.aio()
+
+    await one()  # warm: image resolved, connection open
+    t = time.perf_counter()
+    await asyncio.gather(*(one() for _ in range(n)))
+    rate = n / (time.perf_counter() - t)
+    await client.close.aio()
+    return rate
+
+
 async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="few iterations (CI smoke)")
@@ -168,6 +195,8 @@ async def main() -> None:
                   f"   (target <= {targets[k]}x)")
         if not rollouts:
             return
+        ceiling = await bare_ceiling(max(10, rollouts // 5))
+        print(f"  engine ceiling: bare SDK rollouts with no limiter sustain {ceiling:.2f}/s on this machine now")
         fake.set_faults(create_rate=a.rate * 1.2)  # the service's own limit, a little above ours
         wall, floor, failures, single = await bench_rollouts(rollouts, a.rate, fake)
         fake.set_faults()
@@ -181,6 +210,8 @@ async def main() -> None:
               f"ratio {wall / floor if floor else float('nan'):.3f}x (target <= 1.10x); failures {failures}; "
               f"left: {stats['running']} sandboxes, {left_containers} containers; "
               f"service rate-limit rejections {stats['calls'].get('SandboxCreateV2.rate_limited', 0)}")
+        best = max(floor, rollouts / ceiling)
+        print(f"  vs the reachable floor max(limiter floor, N / engine ceiling) = {best:.1f} s: ratio {wall / best:.3f}x")
     finally:
         fake.stop()
 

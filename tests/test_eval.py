@@ -295,7 +295,7 @@ def test_sigint_during_eval_leaves_no_sandbox_or_process_and_keeps_finished_resu
         (["eval", "no-such-env"], ["unknown environment 'no-such-env'", "terminal-test"]),
         (["eval", "terminal-test", "--agent", "nope"], ["unknown agent 'nope'", "openai", "oracle"]),
         (["eval", "terminal-test", "--backend", "nope"], ["unknown backend 'nope'", "local"]),
-        (["eval", "terminal-test", "--backend", "modal"], ["pip install hermes-backend-modal"]),
+        (["eval", "terminal-test", "--backend", "modal"], ["pip install /", "hermes_backend_modal", "pip install hermes-backend-modal --no-index"]),
         (["eval", "terminal-test", "-o", "bogus=1"], ["bogus"]),
         (["eval", "terminal-test", "--agent", "openai"], ["needs --model"]),
         (["eval", "terminal-test", "--set", "max_turns=zero"], ["max_turns", "--set"]),

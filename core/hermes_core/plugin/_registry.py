@@ -12,6 +12,8 @@ from ..errors import DuplicateNameError, PluginError, UnknownNameError
 
 __all__ = [
     "KNOWN_PACKAGES",
+    "DISTRIBUTION_FOLDERS",
+    "install_hint",
     "BackendSpec",
     "ToolSpec",
     "ToolsetSpec",
@@ -31,7 +33,9 @@ __all__ = [
     "ToolCallParserRegistry",
 ]
 
-#: Names that belong to a distribution which may simply not be installed.
+#: Names that belong to a distribution which may simply not be installed: kind → name →
+#: distribution. Every distribution named here is built from this repository (the folder in
+#: :data:`DISTRIBUTION_FOLDERS`); none is on the public package index under that name.
 KNOWN_PACKAGES: dict[str, dict[str, str]] = {
     "backend": {
         "docker": "hermes-backend-docker",
@@ -39,15 +43,46 @@ KNOWN_PACKAGES: dict[str, dict[str, str]] = {
         "daytona": "hermes-backend-daytona",
         "ssh": "hermes-backend-ssh",
         "singularity": "hermes-backend-singularity",
+        "apptainer": "hermes-backend-singularity",
     },
     "toolset": {"browser": "hermes-toolset-browser", "web": "hermes-toolset-web"},
     "tool": {
-        "browser_navigate": "hermes-toolset-browser",
-        "browser_snapshot": "hermes-toolset-browser",
+        **{f"browser_{t}": "hermes-toolset-browser" for t in (
+            "navigate", "snapshot", "click", "type", "press", "scroll", "back", "console", "screenshot", "close")},
         "web_search": "hermes-toolset-web",
         "web_extract": "hermes-toolset-web",
     },
+    "environment": {"terminal-bench": "hermes-env-terminal-bench", "swe": "hermes-env-swe"},
 }
+
+#: Where each distribution of :data:`KNOWN_PACKAGES` lives in a hermes-core checkout.
+DISTRIBUTION_FOLDERS: dict[str, str] = {
+    "hermes-backend-docker": "hermes_backend_docker",
+    "hermes-backend-modal": "hermes_backend_modal",
+    "hermes-backend-daytona": "hermes_backend_daytona",
+    "hermes-backend-ssh": "hermes_backend_ssh",
+    "hermes-backend-singularity": "hermes_backend_singularity",
+    "hermes-toolset-browser": "plugins/hermes_toolset_browser",
+    "hermes-toolset-web": "plugins/hermes_toolset_web",
+    "hermes-env-terminal-bench": "plugins/hermes_env_terminal_bench",
+    "hermes-env-swe": "plugins/hermes_env_swe",
+    "hermes-atropos": "plugins/hermes_atropos",
+}
+
+
+def install_hint(dist: str) -> str:
+    """How to install ``dist``: from this checkout when hermes-core runs from one (the path is
+    then exact), else from a checkout of the repository or wheels built from it; the public
+    package index has no such distribution (and its ``hermes-core`` is an unrelated project)."""
+    from pathlib import Path
+
+    folder = DISTRIBUTION_FOLDERS.get(dist)
+    if folder is None:
+        return f"pip install {dist}"
+    root = Path(__file__).resolve().parents[3]  # <checkout>/core/hermes_core/plugin/_registry.py
+    source = str(root / folder) if (root / folder / "pyproject.toml").is_file() else f"<hermes-core checkout>/{folder}"
+    return (f"pip install {source} (or pip install {dist} --no-index --find-links DIR with wheels built "
+            "from the repository; the public package index has no such name)")
 
 
 #: ``"package.module:attribute"``: imported on first use, so registering costs no imports.
@@ -355,7 +390,7 @@ class Registry(Generic[T]):
         msg = f"unknown {self.kind} {name!r}; registered: {have}."
         pkg = KNOWN_PACKAGES.get(self.kind, {}).get(name)
         if pkg:
-            msg += f" {name!r} is provided by a separate package: pip install {pkg}"
+            msg += f" {name!r} is provided by the distribution {pkg}, which is not installed: {install_hint(pkg)}"
         raise UnknownNameError(msg)
 
     def __contains__(self, name: object) -> bool:

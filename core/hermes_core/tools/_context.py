@@ -272,10 +272,10 @@ class ToolContext:
         if spec is None and self.installed_tools is not None and name in self.installed_tools:
             spec = self.installed_tools.get(name)
         if spec is None:
-            from ..plugin._registry import KNOWN_PACKAGES
+            from ..plugin._registry import KNOWN_PACKAGES, install_hint
 
             pkg = KNOWN_PACKAGES["tool"].get(name)
-            hint = f" (pip install {pkg})" if pkg else ""
+            hint = f" (distribution {pkg}: {install_hint(pkg)})" if pkg else ""
             return {"error": f"tool {name!r} is not installed{hint}"}
         text, _ = await dispatch(spec, args, self)
         try:

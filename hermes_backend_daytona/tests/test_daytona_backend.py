@@ -186,6 +186,12 @@ async def test_exec_timeout_never_stops_the_sandbox(fake, runtime):
         assert r.exit_code == 0 and r.output == "slept\n"
 
 
+async def test_exec_without_timeout_outlasts_the_request_timeout(fake, runtime):
+    async with runtime.rollout(backend="daytona", options={**OPTS, "request_timeout": 2}) as ctx:
+        r = await ctx.sandbox.exec("sleep 4; echo done")
+        assert r.exit_code == 0 and r.output == "done\n"
+
+
 async def test_output_is_bounded(fake, runtime):
     async with runtime.rollout(backend="daytona", options={**OPTS, "max_output": 4096}) as ctx:
         r = await ctx.sandbox.exec("head -c 100000 /dev/zero | tr '\\0' a; echo; echo END")

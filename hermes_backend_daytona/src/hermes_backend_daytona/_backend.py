@@ -333,7 +333,7 @@ class DaytonaSandbox(Sandbox):
 
         res = await self._call(
             once, what="running a command", idempotent=False,
-            timeout=None if timeout is None else t + 60,
+            timeout=0 if timeout is None else t + 60,
         )
         out = res.result or ""
         mark = out.rfind(f"\n{nonce} ")

@@ -189,13 +189,15 @@ async def with_retries(
 
     A call that is not idempotent (it may have run on the server: a command) is retried only when
     the server certainly did not run it: a 429, or a connection that was never made.
+    ``timeout`` is the deadline of one attempt (default ``request_timeout``; 0: none, for a
+    command that was given no timeout).
     """
     attempt = 0
     offline = 0
     limit = opts.request_timeout if timeout is None else timeout
     while True:
         try:
-            async with asyncio.timeout(limit):
+            async with asyncio.timeout(limit or None):
                 return await fn()
         except TimeoutError:
             if not idempotent or attempt >= opts.retries:

@@ -32,7 +32,16 @@ async def test_soak_with_faults_leaves_nothing(modal_fake, faults):
             try:
                 async with rt.rollout(backend="modal", options={"image": TEST_IMAGE, "app_name": "hermes-soak"}) as ctx:
                     r = await ctx.sandbox.exec(f"echo {i}")
-                    assert r.output == f"{i}\n"
+                    if r.output != f"{i}\n":
+                        # Only acceptable when the command raced the sandbox's death from outside.
+                        for _ in range(50):  # the death may take a moment to be reported
+                            if await ctx.sandbox._ended() is not None:
+                                break
+                            await asyncio.sleep(0.2)
+                        else:
+                            raise AssertionError(f"wrong output from a live sandbox: {r!r}")
+                        outcomes["raced-death"] = outcomes.get("raced-death", 0) + 1
+                        return
                     await ctx.sandbox.write_bytes("f.bin", bytes([i % 256]) * 1000)
                     assert await ctx.sandbox.read_bytes("f.bin") == bytes([i % 256]) * 1000
                     if i % 3 == 0:

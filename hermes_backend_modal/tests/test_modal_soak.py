@@ -59,6 +59,7 @@ async def test_soak_with_faults_leaves_nothing(modal_fake, faults):
     finally:
         faults()
         await rt.aclose()
+    print(f"soak: {ROLLOUTS} rollouts, outcomes {outcomes}")
     assert sum(outcomes.values()) == ROLLOUTS
     assert outcomes.get("ok", 0) >= ROLLOUTS // 2, outcomes
     assert outcomes.get("ok", 0) < ROLLOUTS, f"the exit-from-outside fault never bit: {outcomes}"

@@ -30,6 +30,7 @@ def register(sub) -> None:
     p.add_argument("--backend", default=None, help="backend name (default: config or 'local')")
     p.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
                    help="backend option (value parsed as JSON when it can be)")
+    p.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help="YAML config (backend, backend_options, ...)")
     p.add_argument("--timeout", type=positive_float, default=None, help="seconds before the command is killed (exit 124)")
     p.add_argument("cmd", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
     p.set_defaults(func=cmd_exec)

@@ -38,47 +38,26 @@ import concurrent.futures
 import json
 import re
 import secrets
-import shlex
 import threading
 import time
-import urllib.parse
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 
 from aiohttp import WSCloseCode, web
 
 try:  # imported as a package (tests) or run as a script
     from . import _docker as dk
+    from ._files import Files
+    from ._http import _now_iso, api_error, daemon_error
 except ImportError:  # pragma: no cover
     import _docker as dk  # type: ignore[no-redef]
+    from _files import Files  # type: ignore[no-redef]
+    from _http import _now_iso, api_error, daemon_error  # type: ignore[no-redef]
 
 STDOUT_PREFIX = b"\x01\x01\x01"
 STDERR_PREFIX = b"\x02\x02\x02"
 DEFAULT_IMAGE = "hermes-test/debian:bookworm"
-_REASONS = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 408: "Request Timeout",
-            409: "Conflict", 410: "Gone", 429: "Too Many Requests", 500: "Internal Server Error",
-            502: "Bad Gateway", 503: "Service Unavailable"}
-
-
-def _now_iso() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-def api_error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
-    body = {"statusCode": status, "message": message, "error": _REASONS.get(status, "Error")}
-    return web.json_response(body, status=status, headers=headers)
-
-
-def daemon_error(request: web.Request, status: int, message: str, code: str | None = None) -> web.Response:
-    body = {"statusCode": status, "message": message, "path": request.path, "method": request.method,
-            "timestamp": _now_iso(), "source": "DAYTONA_DAEMON"}
-    if code:
-        body["code"] = code
-    return web.json_response(body, status=status)
-
-
 @dataclass
 class Fault:
     method: str | None
@@ -188,6 +167,7 @@ class FakeDaytona:
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=96, thread_name_prefix="fake-daytona")
         self._docker = dk.connect(docker_host)
         self._bg: set[asyncio.Task[Any]] = set()
+        self.files = Files(self)
 
     # ------------------------------------------------------------------ control (any thread)
 
@@ -315,13 +295,13 @@ class FakeDaytona:
         r.add_get(t + "/process/session/{session}/command/{cmd}", self.get_command)
         r.add_get(t + "/process/session/{session}/command/{cmd}/logs", self.command_logs)
         r.add_post(t + "/process/session/{session}/command/{cmd}/input", self.command_input)
-        r.add_post(t + "/files/bulk-upload", self.bulk_upload)
-        r.add_post(t + "/files/bulk-download", self.bulk_download)
-        r.add_get(t + "/files", self.list_files)
-        r.add_get(t + "/files/info", self.file_info)
-        r.add_post(t + "/files/folder", self.create_folder)
-        r.add_delete(t + "/files", self.delete_file)
-        r.add_post(t + "/files/permissions", self.set_permissions)
+        r.add_post(t + "/files/bulk-upload", self.files.bulk_upload)
+        r.add_post(t + "/files/bulk-download", self.files.bulk_download)
+        r.add_get(t + "/files", self.files.list_files)
+        r.add_get(t + "/files/info", self.files.file_info)
+        r.add_post(t + "/files/folder", self.files.create_folder)
+        r.add_delete(t + "/files", self.files.delete_file)
+        r.add_post(t + "/files/permissions", self.files.set_permissions)
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
@@ -719,210 +699,6 @@ class FakeDaytona:
         except OSError as e:
             return daemon_error(request, 410, f"command input is closed: {e}", "COMMAND_ALREADY_COMPLETED")
         return web.Response(status=204)
-
-    # ------------------------------------------------------------------ toolbox: files
-
-    async def _sh(self, box: Box, script: str, *args: str) -> tuple[int, bytes]:
-        return await self._run(dk.run, self._docker, box.container, ["sh", "-c", script, "sh", *args])
-
-    async def bulk_upload(self, request: web.Request) -> web.Response:
-        import tempfile
-
-        box = self.boxes[request.match_info["sid"]]
-        reader = await request.multipart()
-        paths: dict[str, str] = {}
-        errors: list[str] = []
-        while True:
-            part = await reader.next()
-            if part is None:
-                break
-            m = re.fullmatch(r"files\[(\d+)\]\.(path|file)", part.name or "")
-            if not m:
-                continue
-            idx, kind = m.groups()
-            if kind == "path":
-                paths[idx] = await part.text()
-                continue
-            dest = paths.get(idx) or part.filename
-            if not dest:
-                errors.append(f"file {idx}: no destination path")
-                continue
-            spool = tempfile.TemporaryFile()
-            size = 0
-            while chunk := await part.read_chunk(1 << 20):
-                spool.write(chunk)
-                size += len(chunk)
-            spool.seek(0)
-            err = await self._put(box, dest, spool, size)
-            spool.close()
-            if err:
-                errors.append(err)
-        if errors:
-            return web.json_response({"errors": errors}, status=400)
-        return web.Response(status=200)
-
-    async def _put(self, box: Box, dest: str, src: Any, size: int) -> str | None:
-        if not dest.startswith("/"):
-            dest = f"{box.workdir}/{dest}"
-        parent, _, base = dest.rstrip("/").rpartition("/")
-        parent = parent or "/"
-        tar = await self._run(lambda: dk.make_tar(base, src, size))
-        try:
-            # Engine stat calls (cheap) instead of a process in the container (slow) when they suffice.
-            pstat = await self._run(dk.stat, self._docker, box.container, parent)
-            dstat = await self._run(dk.stat, self._docker, box.container, dest)
-            if dstat is not None and dstat.get("mode", 0) & (1 << 31):
-                return f"{dest}: cannot create file: is a directory"
-            if pstat is not None and pstat.get("mode", 0) & (1 << 31):
-                try:
-                    await self._run(self._docker.put_archive, box.container, parent, tar)
-                except Exception as e:  # noqa: BLE001
-                    return f"{dest}: {e}"
-                return None
-            code, out = await self._sh(box, 'mkdir -p -- "$1" && test ! -d "$2"', parent, dest)
-            if code != 0:
-                return f"{dest}: cannot create file: {out.decode('utf-8', 'replace').strip() or 'is a directory'}"
-            try:
-                await self._run(self._docker.put_archive, box.container, parent, tar)
-            except Exception as e:  # noqa: BLE001
-                return f"{dest}: {e}"
-        finally:
-            tar.close()
-        return None
-
-    async def bulk_download(self, request: web.Request) -> web.StreamResponse:
-        import tarfile
-
-        box = self.boxes[request.match_info["sid"]]
-        paths = (await request.json()).get("paths") or []
-        boundary = secrets.token_hex(16)
-        resp = web.StreamResponse(status=200, headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
-        await resp.prepare(request)
-
-        async def part(name: str, path: str, ctype: str, headers: str = "") -> None:
-            quoted = path.replace("\\", "\\\\").replace('"', '\\"').replace("\r", "%0D").replace("\n", "%0A")
-            ext = urllib.parse.quote(path, safe="")
-            await resp.write(
-                f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{quoted}\"; "
-                f"filename*=UTF-8''{ext}\r\nContent-Type: {ctype}\r\n{headers}\r\n".encode()
-            )
-
-        for path in paths:
-            full = path if path.startswith("/") else f"{box.workdir}/{path}"
-            try:
-                stream, stat = await self._run(self._docker.get_archive, box.container, full)
-            except Exception:  # noqa: BLE001 - docker.errors.NotFound and friends
-                await part("error", path, "application/json")
-                err = {"message": f"file not found: {path}", "statusCode": 404, "code": "FILE_NOT_FOUND"}
-                await resp.write(json.dumps(err).encode() + b"\r\n")
-                continue
-            if stat.get("mode", 0) & (1 << 31):  # a directory
-                await part("error", path, "application/json")
-                err = {"message": f"path is a directory: {path}", "statusCode": 400, "code": "INVALID_FILE_PATH"}
-                await resp.write(json.dumps(err).encode() + b"\r\n")
-                await self._run(lambda: [None for _ in stream])
-                continue
-            q: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=8)
-            loop = asyncio.get_running_loop()
-
-            def pump(stream: Any = stream, q: asyncio.Queue[bytes | None] = q) -> None:
-                class Raw:
-                    def __init__(self) -> None:
-                        self.it, self.buf = iter(stream), b""
-
-                    def read(self, n: int = -1) -> bytes:
-                        while n < 0 or len(self.buf) < n:
-                            nxt = next(self.it, None)
-                            if nxt is None:
-                                break
-                            self.buf += nxt
-                        out, self.buf = (self.buf, b"") if n < 0 else (self.buf[:n], self.buf[n:])
-                        return out
-
-                try:
-                    with tarfile.open(fileobj=Raw(), mode="r|") as tf:
-                        for member in tf:
-                            f = tf.extractfile(member) if member.isfile() else None
-                            if f is not None:
-                                while chunk := f.read(1 << 20):
-                                    asyncio.run_coroutine_threadsafe(q.put(chunk), loop).result()
-                            break
-                finally:
-                    asyncio.run_coroutine_threadsafe(q.put(None), loop).result()
-
-            await part("file", path, "application/octet-stream")
-            fut = loop.run_in_executor(self._pool, pump)
-            while (chunk := await q.get()) is not None:
-                await resp.write(chunk)
-            await fut
-            await resp.write(b"\r\n")
-        await resp.write(f"--{boundary}--\r\n".encode())
-        await resp.write_eof()
-        return resp
-
-    _INFO = "%f\\0%y\\0%s\\0%m\\0%u\\0%g\\0%T@\\0"
-
-    def _file_infos(self, raw: bytes) -> list[dict[str, Any]]:
-        fields = raw.decode("utf-8", "replace").split("\0")
-        out = []
-        for i in range(0, len(fields) - 6, 7):
-            name, kind, size, mode, owner, group, mtime = fields[i : i + 7]
-            perm = int(mode, 8)
-            out.append({
-                "name": name, "isDir": kind == "d", "size": int(size), "mode": f"{perm:o}",
-                "permissions": f"0{perm:o}", "owner": owner, "group": group,
-                "modTime": datetime.fromtimestamp(float(mtime), timezone.utc).isoformat(),
-            })
-        return out
-
-    async def list_files(self, request: web.Request) -> web.Response:
-        box = self.boxes[request.match_info["sid"]]
-        path = request.query.get("path") or box.workdir
-        code, out = await self._sh(
-            box, f'test -d "$1" || exit 3; find "$1" -mindepth 1 -maxdepth 1 -printf {shlex.quote(self._INFO)}', path
-        )
-        if code:
-            return daemon_error(request, 404, f"directory not found: {path}", "FILE_NOT_FOUND")
-        return web.json_response(self._file_infos(out))
-
-    async def file_info(self, request: web.Request) -> web.Response:
-        box = self.boxes[request.match_info["sid"]]
-        path = request.query.get("path") or ""
-        code, out = await self._sh(box, f'find "$1" -maxdepth 0 -printf {shlex.quote(self._INFO)}', path)
-        if code or not out:
-            return daemon_error(request, 404, f"file not found: {path}", "FILE_NOT_FOUND")
-        return web.json_response(self._file_infos(out)[0])
-
-    async def create_folder(self, request: web.Request) -> web.Response:
-        box = self.boxes[request.match_info["sid"]]
-        path, mode = request.query.get("path") or "", request.query.get("mode") or "755"
-        code, out = await self._sh(box, 'mkdir -p -m "$2" -- "$1"', path, mode)
-        if code:
-            return daemon_error(request, 400, out.decode("utf-8", "replace").strip())
-        return web.Response(status=201)
-
-    async def delete_file(self, request: web.Request) -> web.Response:
-        box = self.boxes[request.match_info["sid"]]
-        path, rec = request.query.get("path") or "", request.query.get("recursive") == "true"
-        code, out = await self._sh(box, 'test -e "$1" -o -L "$1" || exit 3; if [ "$2" = true ]; then rm -rf -- "$1"; '
-                                   'else rm -f -- "$1" 2>/dev/null || rmdir -- "$1"; fi', path, str(rec).lower())
-        if code == 3:
-            return daemon_error(request, 404, f"file not found: {path}", "FILE_NOT_FOUND")
-        if code:
-            return daemon_error(request, 400, out.decode("utf-8", "replace").strip())
-        return web.Response(status=204)
-
-    async def set_permissions(self, request: web.Request) -> web.Response:
-        box = self.boxes[request.match_info["sid"]]
-        q = request.query
-        script = 'test -e "$1" || exit 3; [ -z "$2" ] || chmod "$2" -- "$1"; [ -z "$3" ] || chown "$3${4:+:$4}" -- "$1"'
-        code, out = await self._sh(box, script, q.get("path") or "", q.get("mode") or "", q.get("owner") or "",
-                                   q.get("group") or "")
-        if code == 3:
-            return daemon_error(request, 404, "file not found", "FILE_NOT_FOUND")
-        if code:
-            return daemon_error(request, 400, out.decode("utf-8", "replace").strip())
-        return web.Response(status=200)
 
 
 def _demux(log: bytes) -> tuple[str, str]:

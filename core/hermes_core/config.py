@@ -66,6 +66,11 @@ class HermesConfig(_Frozen):
     toolsets: list[str] = Field(default_factory=lambda: ["default"])
     custom_toolsets: dict[str, ToolsetConfig] = Field(default_factory=dict)
     max_output_chars: int = Field(50_000, gt=0)
+    tool_options: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Options of tool plugins by toolset name, e.g. {web: {provider: brave}, browser: "
+        "{max_contexts: 16}}; each plugin validates its own (unknown keys are errors there).",
+    )
     command_output_bytes: int = Field(
         16 * 1024 * 1024, ge=4096,
         description="Bytes of one command's output the driver keeps (head + tail, with a note of the cut): "

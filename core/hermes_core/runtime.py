@@ -8,7 +8,7 @@ import functools
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -96,6 +96,7 @@ class Runtime:
         self._sandboxes: set[Sandbox] = set()
         self._processes: Any = None
         self._counter = 0
+        self._close_callbacks: list[Callable[[], Awaitable[None]]] = []
         # The backstop for a driver that ends without closing (sys.exit, an unhandled
         # exception): it holds the set of open sandboxes (not the Runtime, which may be gone by
         # then), and is unregistered by aclose().
@@ -277,8 +278,20 @@ class Runtime:
         if self._processes is not None:  # no registry yet: the rollout started no process
             await self._processes.kill_task(task_id)
 
+    def add_close_callback(self, fn: Callable[[], Awaitable[None]]) -> None:
+        """Run ``await fn()`` at :meth:`aclose`, before processes and sandboxes go (e.g. to stop
+        a browser process shared by this runtime's rollouts). Last added runs first; one that
+        raises does not stop the others."""
+        self._close_callbacks.append(fn)
+
     async def aclose(self) -> None:
         """Kill every process and close every sandbox this runtime started."""
+        callbacks, self._close_callbacks = self._close_callbacks[::-1], []
+        for fn in callbacks:
+            try:
+                await fn()
+            except Exception:  # noqa: BLE001 - closing must go on
+                pass
         if self._processes is not None:
             await self._processes.kill_all()
         sandboxes = list(self._sandboxes)

@@ -167,9 +167,14 @@ async def test_files_native_semantics(runtime, tmp_path):
         await sb.read_bytes("d")
     with pytest.raises(NotADirectoryError):
         await sb.write_bytes("/etc/passwd/x", b"")
-    got = await sb.get_dir(".", tmp_path / "all")
-    assert os.readlink(tmp_path / "all" / "abs") == "/etc"  # kept as a link, not followed
-    assert "rel" in got
+    skipped: list[str] = []
+    got = await sb.get_dir(".", tmp_path / "all", skipped=skipped)
+    # A link out of the destination is not recreated on the host by default (not followed either)
+    assert not os.path.lexists(tmp_path / "all" / "abs")
+    assert any(s.startswith("abs: symlink") for s in skipped), skipped
+    assert "rel" in got and os.readlink(tmp_path / "all" / "rel") == "d"
+    await sb.get_dir(".", tmp_path / "kept", keep_special=True)
+    assert os.readlink(tmp_path / "kept" / "abs") == "/etc"  # kept as a link when asked
     with pytest.raises(NotADirectoryError):
         await sb.get_dir("/etc/hostname", tmp_path / "x")
 
@@ -276,20 +281,26 @@ async def test_cancelled_start_leaves_no_container(docker_api):
 
 
 @pytest.mark.docker
-async def test_sweep_removes_only_old_hermes_containers(runtime, docker_api):
-    old = DockerSandbox(
+async def test_sweep_removes_only_what_a_dead_driver_left(runtime, docker_api):
+    # A container of a driver that is gone (a pid that cannot exist), and one of this live run.
+    dead = DockerSandbox(
         DockerOptions(**BASE),
-        sandbox_id="sweep-old",
-        labels={"hermes.rollout": "sweep-old", "hermes.created": str(int(time.time()) - 7200)},
+        sandbox_id="sweep-dead",
+        labels={"hermes.rollout": "sweep-dead", "hermes.owner.pid": str(2**22 + 11), "hermes.owner.start": "1"},
     )
-    await old.start()
-    fresh = await _start(runtime)
-    removed = await sweep(3600)
-    assert any(old.container_name in line and "sweep-old" in line for line in removed), removed
-    assert not any(fresh.container_name in line for line in removed)
-    assert [c["Id"] for c in docker_api.containers(filters={"id": fresh.container_id})]
-    await old.close()  # already gone: still fine
-    await fresh.close()
+    await dead.start()
+    live = await _start(runtime)
+    old = time.time() - 7200
+    assert docker_api.inspect_container(live.container_id)["Config"]["Labels"]["hermes.owner.pid"] == str(os.getpid())
+    removed = await sweep(None)
+    assert any(dead.container_name in line and "sweep-dead" in line for line in removed), removed
+    assert not any(live.container_name in line for line in removed)
+    assert [c["Id"] for c in docker_api.containers(filters={"id": live.container_id})]
+    assert old  # age alone no longer condemns a container
+    forced = await sweep(None, force=True)
+    assert any(live.container_name in line for line in forced)
+    await dead.close()  # already gone: still fine
+    await live.close()
 
 
 @pytest.mark.docker

@@ -340,13 +340,17 @@ class AgentSpec(_Lazy):
         return self._resolve("factory_ref", "factory of agent")
 
 
-class ParserSpec(_Spec):
+class ParserSpec(_Lazy):
     """A tool-call parser for raw-completion servers: ``parse(text) -> (content, tool_calls)``."""
 
     name: str
-    parser: Callable[..., Any]
+    parser_ref: Callable[..., Any] | Ref
     description: str = ""
     plugin: str = ""
+
+    @property
+    def parser(self) -> Any:
+        return self._resolve("parser_ref", "tool-call parser")
 
 
 T = TypeVar("T")
@@ -529,6 +533,6 @@ class AgentRegistry(Registry[AgentSpec]):
 class ToolCallParserRegistry(Registry[ParserSpec]):
     kind = "tool-call parser"
 
-    def register(self, name: str, parser: Callable[..., Any], *, description: str = "") -> ParserSpec:
+    def register(self, name: str, parser: Callable[..., Any] | Ref, *, description: str = "") -> ParserSpec:
         """Register a tool-call parser for raw-completion servers."""
         return self._add(name, ParserSpec(name, parser, description, self.current_plugin))

@@ -16,7 +16,7 @@ from ._output import DEFAULT_OUTPUT_LIMIT, OutputBuffer, omitted_note
 from ._owner import owner_alive, owner_record
 from ._shell import ShellSession
 from ._subprocess import PipeProcess, PtyProcess, exit_code, killpg, spawn_subprocess
-from ._transfer import extract_tar, tar_dir
+from ._transfer import extract_tar, skip_reason, tar_dir, write_sparse
 from ._types import (
     TIMEOUT_EXIT_CODE,
     Capabilities,
@@ -51,7 +51,9 @@ __all__ = [
     "run_blocking",
     "run_subprocess",
     "run_teardown",
+    "skip_reason",
     "spawn_subprocess",
     "tar_dir",
     "timeout_note",
+    "write_sparse",
 ]

@@ -259,7 +259,7 @@ def _inside(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip("/") + "/")
 
 
-def _policy(member: tarfile.TarInfo, dest: str, keep_special: bool) -> str | None:
+def skip_reason(member: tarfile.TarInfo, dest: str, keep_special: bool = False) -> str | None:
     """Why ``member`` is not recreated on the host (``None``: it is).
 
     Names that escape ``dest`` or write through a link are refused outright (the ``tar``
@@ -323,7 +323,7 @@ def extract_tar(
             if not name or name == ".":
                 continue
             member.name = name
-            why = _policy(member, str(local), keep_special)
+            why = skip_reason(member, str(local), keep_special)
             if why is not None:
                 if skipped is not None:
                     skipped.append(f"{name}: {why}")

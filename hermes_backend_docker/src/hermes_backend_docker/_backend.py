@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import os
 import re
@@ -21,6 +22,9 @@ from hermes_core.sandbox import (
     ExecResult,
     Process,
     Sandbox,
+    owner_alive,
+    owner_record,
+    timeout_note,
 )
 
 from ._build import build_image, map_image
@@ -175,6 +179,13 @@ class DockerSandbox(Sandbox):
             "hermes.sandbox": self.sandbox_id,
         }
         labels.setdefault("hermes.created", str(int(time.time())))
+        # The owner (this driver), so a sweep removes only what a dead driver left.
+        owner = owner_record(self.opts.max_lifetime)
+        for key, value in (("hermes.owner.pid", owner["pid"]), ("hermes.owner.start", owner["start_ticks"]),
+                           ("hermes.owner.boot", owner["boot_id"] or ""), ("hermes.owner.host", owner["host"])):
+            labels.setdefault(key, str(value))
+        if self.opts.max_lifetime is not None:
+            labels["hermes.max_lifetime"] = str(self.opts.max_lifetime)
         # Only what the user asked for crosses over: the host environment (API keys) does not.
         env = {k: os.environ[k] for k in o.pass_env if k in os.environ}
         env.update(o.env)
@@ -286,7 +297,8 @@ class DockerSandbox(Sandbox):
         stdin: bytes | None = None,
     ) -> ExecResult:
         self._check_open()
-        job = ExecJob(self._api, self._cid, self.argv(command), env=env, workdir=self._exec_path(cwd), stdin=stdin)
+        job = ExecJob(self._api, self._cid, self.argv(command), env=env, workdir=self._exec_path(cwd), stdin=stdin,
+                      max_output=self.output_limit)
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         fut = in_thread(job.run)
@@ -296,7 +308,7 @@ class DockerSandbox(Sandbox):
             await self._reap(job, fut)
             job.abandon()
             output = job.output().decode("utf-8", "replace")
-            output += f"\n[hermes: command timed out after {timeout:g}s and was killed]"
+            output += timeout_note(timeout)
             return ExecResult(TIMEOUT_EXIT_CODE, output, timed_out=True)
         except asyncio.CancelledError:
             # The caller gave up: the command must not run on unobserved.
@@ -420,7 +432,7 @@ class DockerSandbox(Sandbox):
 
     async def read_bytes(self, path: str) -> bytes:
         self._check_open()
-        return await self._call(self._archive.read, self.path(path), what=f"reading {path!r}")
+        return await self._call(self._archive.read, self.path(path), self.max_read_bytes, what=f"reading {path!r}")
 
     async def put_file(self, local_path: str | Path, remote_path: str) -> int:
         self._check_open()
@@ -431,7 +443,8 @@ class DockerSandbox(Sandbox):
     async def get_file(self, remote_path: str, local_path: str | Path) -> int:
         self._check_open()
         return await self._call(
-            self._archive.get_file, self.path(remote_path), Path(local_path), what=f"downloading {remote_path!r}"
+            self._archive.get_file, self.path(remote_path), Path(local_path), self.max_download_bytes,
+            what=f"downloading {remote_path!r}",
         )
 
     async def put_dir(self, local_dir: str | Path, remote_dir: str) -> list[str]:
@@ -440,10 +453,14 @@ class DockerSandbox(Sandbox):
             self._archive.put_dir, Path(local_dir), self.path(remote_dir), what=f"uploading to {remote_dir!r}"
         )
 
-    async def get_dir(self, remote_dir: str, local_dir: str | Path) -> list[str]:
+    async def get_dir(
+        self, remote_dir: str, local_dir: str | Path, *, keep_special: bool = False, skipped: list[str] | None = None
+    ) -> list[str]:
         self._check_open()
         return await self._call(
-            self._archive.get_dir, self.path(remote_dir), Path(local_dir), what=f"downloading {remote_dir!r}"
+            functools.partial(self._archive.get_dir, keep_special=keep_special, skipped=skipped,
+                              max_bytes=self.max_download_bytes),
+            self.path(remote_dir), Path(local_dir), what=f"downloading {remote_dir!r}",
         )
 
 
@@ -506,11 +523,14 @@ def _remove(api: Any, container: str) -> None:
     raise SandboxError(f"container {container} was still present 10 s after removal was requested")
 
 
-async def sweep(older_than: float | None = None) -> list[str]:
-    """Remove hermes containers on the engine at ``$DOCKER_HOST`` (left by killed drivers).
+async def sweep(older_than: float | None = None, *, force: bool = False) -> list[str]:
+    """Remove hermes containers on the engine at ``$DOCKER_HOST`` whose driver is gone (their
+    owner labels: pid, start time, boot id, host), or that passed their ``max_lifetime``; a
+    live driver's containers only with ``force``.
 
     Args:
         older_than: only containers created at least this many seconds ago; ``None`` for all.
+        force: remove live drivers' containers too.
 
     Returns:
         One line per removed container: its name, rollout id and age.
@@ -518,10 +538,23 @@ async def sweep(older_than: float | None = None) -> list[str]:
     Raises:
         EngineUnavailableError: no engine answers at ``$DOCKER_HOST``.
     """
-    return await in_thread(_sweep, older_than)
+    return await in_thread(_sweep, older_than, force)
 
 
-def _sweep(older_than: float | None) -> list[str]:
+def _owner_of(labels: Mapping[str, str], created: float) -> dict[str, Any] | None:
+    if "hermes.owner.pid" not in labels:
+        return None
+    try:
+        start = labels.get("hermes.owner.start")
+        lifetime = labels.get("hermes.max_lifetime")
+        return {"pid": int(labels["hermes.owner.pid"]), "start_ticks": int(start) if start and start != "None" else None,
+                "boot_id": labels.get("hermes.owner.boot") or None, "host": labels.get("hermes.owner.host"),
+                "created": created, "max_lifetime": float(lifetime) if lifetime else None}
+    except ValueError:
+        return None
+
+
+def _sweep(older_than: float | None, force: bool = False) -> list[str]:
     import docker.errors
 
     api = connect()
@@ -537,6 +570,9 @@ def _sweep(older_than: float | None) -> list[str]:
             age = now - created
             if older_than is not None and age < older_than:
                 continue
+            owner = _owner_of(labels, created)
+            if not force and (owner is None or owner_alive(owner, now=now)):
+                continue  # a live run's container, or one with no owner record: not ours to judge
             name = (c.get("Names") or [c["Id"][:12]])[0].lstrip("/")
             try:
                 _remove(api, c["Id"])

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hermes_core.errors import TransferError
-from hermes_core.sandbox import tar_dir
+from hermes_core.sandbox import skip_reason, tar_dir, write_sparse
 
 from ._engine import ContainerGoneError
 
@@ -35,6 +35,8 @@ CHUNK = 1 << 20
 #: Go's os.FileMode bits, as the engine reports them in a path's stat.
 _GO_DIR = 1 << 31
 _GO_SYMLINK = 1 << 27
+#: Go FileMode bits of a device, FIFO, socket, char device or irregular file.
+_GO_SPECIAL = (1 << 26) | (1 << 25) | (1 << 24) | (1 << 21) | (1 << 19)
 _MAX_LINKS = 40
 
 
@@ -224,11 +226,21 @@ class Archive:
             raise FileNotFoundError(missing) from None
         return chunks
 
-    def _open_file(self, path: str) -> tuple[tarfile.TarFile, tarfile.TarInfo]:
-
+    def _open_file(
+        self, path: str, max_bytes: int | None = None, cap_name: str = ""
+    ) -> tuple[tarfile.TarFile, tarfile.TarInfo]:
         real, st = self._resolve(path, want_dir=False)
         if st["mode"] & _GO_DIR:
             raise IsADirectoryError(f"is a directory in sandbox: {path!r}")
+        if st["mode"] & _GO_SPECIAL:
+            raise TransferError(f"refused to read {path!r}: not a regular file (a FIFO, socket or device)")
+        if max_bytes is not None and int(st.get("size") or 0) > max_bytes:
+            # Refused before the engine starts streaming (a sparse terabyte would stream zeros).
+            raise TransferError(
+                f"refused to read {path!r}: {st.get('size')} bytes is more than the cap of {max_bytes} "
+                f"({cap_name}); use get_file / download_file" if cap_name == "max_read_bytes" else
+                f"download of {path!r} refused: {st.get('size')} bytes is more than max_download_bytes ({max_bytes})"
+            )
         chunks = self._archive_chunks(real, f"no such file in sandbox: {path!r}")
         tar = tarfile.open(fileobj=_ChunkReader(chunks), mode="r|")
         member = tar.next()
@@ -237,16 +249,27 @@ class Archive:
             raise TransferError(f"download of {path!r} did not return a regular file")
         return tar, member
 
-    def read(self, path: str) -> bytes:
-        tar, member = self._open_file(path)
+    def read(self, path: str, max_bytes: int | None = None) -> bytes:
+        tar, member = self._open_file(path, max_bytes, "max_read_bytes")
+        if max_bytes is not None and member.size > max_bytes:
+            tar.close()
+            raise TransferError(
+                f"refused to read {path!r} into memory: {member.size} bytes is more than the cap of "
+                f"{max_bytes} (max_read_bytes); use get_file / download_file"
+            )
         with tar:
             f = tar.extractfile(member)
             assert f is not None
             data = _read_exact(f, member.size, path)
         return data
 
-    def get_file(self, path: str, local: Path) -> int:
-        tar, member = self._open_file(path)
+    def get_file(self, path: str, local: Path, max_bytes: int | None = None) -> int:
+        tar, member = self._open_file(path, max_bytes, "max_download_bytes")
+        if max_bytes is not None and member.size > max_bytes:
+            tar.close()
+            raise TransferError(
+                f"download of {path!r} refused: {member.size} bytes is more than max_download_bytes ({max_bytes})"
+            )
         local.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=local.parent, prefix=".hermes-part-")
         try:
@@ -258,8 +281,9 @@ class Archive:
                     chunk = f.read(min(CHUNK, left))
                     if not chunk:
                         raise TransferError(f"download of {path!r} ended {left} bytes early")
-                    out.write(chunk)
+                    write_sparse(out, chunk)  # zero blocks stay holes on the host
                     left -= len(chunk)
+                out.truncate(member.size)
             os.chmod(tmp, statmod.S_IMODE(member.mode) & 0o777)
             os.replace(tmp, local)
         except BaseException:
@@ -295,7 +319,10 @@ class Archive:
 
         return tar_dir(local, out, filter=owned)
 
-    def get_dir(self, path: str, local: Path) -> list[str]:
+    def get_dir(
+        self, path: str, local: Path, *, keep_special: bool = False, skipped: list[str] | None = None,
+        max_bytes: int | None = None,
+    ) -> list[str]:
 
         real, st = self._resolve(path, want_dir=True)
         if not st["mode"] & _GO_DIR:
@@ -305,7 +332,9 @@ class Archive:
         dest = os.path.realpath(local)
         names: list[str] = []
         with _HostTarFile.open(fileobj=_ChunkReader(chunks), mode="r|") as tar:
-            tar.extractall(dest, filter=partial(_into, names=names))
+            budget = [max_bytes] if max_bytes is not None else None
+            tar.extractall(dest, filter=partial(_into, names=names, keep_special=keep_special, skipped=skipped,
+                                               budget=budget))
         return sorted(names)
 
 
@@ -331,12 +360,16 @@ def _strip_top(name: str) -> str:
     return name.split("/", 1)[1] if "/" in name else ""
 
 
-def _into(member: tarfile.TarInfo, dest: str, *, names: list[str]) -> tarfile.TarInfo | None:
-    """Extraction filter: strip the top directory, stay inside ``dest``, keep modes and links.
+def _into(
+    member: tarfile.TarInfo, dest: str, *, names: list[str], keep_special: bool = False,
+    skipped: list[str] | None = None, budget: list[int] | None = None,
+) -> tarfile.TarInfo | None:
+    """Extraction filter: strip the top directory, stay inside ``dest``, keep modes.
 
-    Symlinks are kept as they are (absolute targets included: they make sense inside the
-    sandbox); what is refused is any entry whose own path would land outside ``dest``,
-    including through a symlink extracted earlier.
+    Refused: any entry whose own path would land outside ``dest`` (also through a symlink
+    extracted earlier), and hard links whose *target* resolves outside (through such a link).
+    Not recreated unless ``keep_special``: symlinks pointing outside ``dest``, FIFOs and device
+    nodes (each appended to ``skipped``). ``budget`` ([bytes left]) caps the file data.
     """
     name = _strip_top(member.name)
     if not name:
@@ -346,17 +379,29 @@ def _into(member: tarfile.TarInfo, dest: str, *, names: list[str]) -> tarfile.Ta
     target = os.path.realpath(os.path.join(dest, name))
     if os.path.commonpath([target, dest]) != dest:
         raise TransferError(f"refusing archive entry that leaves the destination: {member.name!r}")
-    if member.ischr() or member.isblk():
-        return None  # device nodes are not reproducible on the host by an unprivileged user
     changes: dict[str, Any] = {"name": name, "mode": member.mode & 0o1777}
     if member.islnk():
         link = _strip_top(member.linkname)
         if not link or ".." in link.split("/"):
             raise TransferError(f"refusing hard link out of the archive: {member.linkname!r}")
         changes["linkname"] = link
+    renamed = member.replace(**changes, deep=False)
+    why = skip_reason(renamed, dest, keep_special)  # raises for a hard link whose target escapes
+    if why is not None:
+        if skipped is not None:
+            skipped.append(f"{name}: {why}")
+        return None
+    if member.ischr() or member.isblk():
+        return None  # keep_special, but device nodes need privileges the host user may lack
+    if budget is not None and member.isfile():
+        budget[0] -= member.size
+        if budget[0] < 0:
+            raise TransferError(
+                f"download stopped: the directory holds more than max_download_bytes (at {name!r})"
+            )
     if not member.isdir():
         names.append(name)
-    return member.replace(**changes, deep=False)
+    return renamed
 
 
 def _path_error(e: Any, path: str) -> BaseException:

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from hermes_core.errors import ProcessError
-from hermes_core.sandbox import Process
+from hermes_core.sandbox import DEFAULT_OUTPUT_LIMIT, OutputBuffer, Process
 
 from ._engine import ExecStream, exit_code, in_thread, is_running
 
@@ -84,6 +84,7 @@ class ExecJob:
         env: Mapping[str, str] | None,
         workdir: str,
         stdin: bytes | None,
+        max_output: int = DEFAULT_OUTPUT_LIMIT,
     ):
         self.api = api
         self.container = container
@@ -94,7 +95,8 @@ class ExecJob:
         self.stdin = stdin
         self.exec_id: str | None = None
         self.stream: ExecStream | None = None
-        self.parts: list[bytes] = []
+        self._out = OutputBuffer(max_output)  # head + tail: bounded whatever the command prints
+        self._out_lock = threading.Lock()
 
     def run(self) -> int | None:
         """Blocking: create, start, feed stdin, collect output, return the exit code."""
@@ -112,7 +114,8 @@ class ExecJob:
                 # A separate writer: a command may fill its output pipe before reading all input.
                 threading.Thread(target=self._feed, args=(stream, self.stdin), daemon=True).start()
             for _, data in stream.chunks():
-                self.parts.append(data)
+                with self._out_lock:
+                    self._out.append(data)
         finally:
             stream.close()
         return exit_code(self.api, self.exec_id)
@@ -128,7 +131,8 @@ class ExecJob:
             stream.close_write()
 
     def output(self) -> bytes:
-        return b"".join(list(self.parts))
+        with self._out_lock:
+            return self._out.getvalue()
 
     def abandon(self) -> None:
         """Stop collecting (descendants that outlived the command may hold the stream open)."""

@@ -29,7 +29,10 @@ export PATH=$VENV/bin:$PATH ROOT VENV PY
 # ---------------------------------------------------------------- Docker engine + test images
 step "private dockerd and test images"
 # Stop it by PID however this script ends.
-trap 'bash "$ROOT/scripts/docker-env.sh" stop || true' EXIT
+# HERMES_KEEP_DOCKER=1 leaves it running (development: an engine other work shares).
+if [ "${HERMES_KEEP_DOCKER:-0}" != 1 ]; then
+    trap 'bash "$ROOT/scripts/docker-env.sh" stop || true' EXIT
+fi
 eval "$(bash scripts/docker-env.sh start)"
 bash scripts/docker-env.sh image
 export DOCKER_HOST HERMES_REQUIRE_DOCKER=1

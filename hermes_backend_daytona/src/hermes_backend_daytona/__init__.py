@@ -7,12 +7,9 @@ made, and the ``daytona`` SDK when it starts.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from hermes_core import hookimpl
-
-if TYPE_CHECKING:
-    from hermes_core import BackendRegistry
+from hermes_core import BackendRegistry, hookimpl
 
 __version__ = "0.1.0"
 

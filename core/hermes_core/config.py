@@ -72,7 +72,7 @@ class HermesConfig(_Frozen):
         "{max_contexts: 16}}; each plugin validates its own (unknown keys are errors there).",
     )
     command_output_bytes: int = Field(
-        16 * 1024 * 1024, ge=4096,
+        4 * 1024 * 1024, ge=4096,
         description="Bytes of one command's output the driver keeps (head + tail, with a note of the cut): "
         "the cap of `exec` and of the verifier's `ctx.terminal`, whatever the sandbox prints.",
     )

@@ -138,8 +138,8 @@ async def test_shell_flood_then_timeout_keeps_the_head(sandbox):
 
 
 async def test_verifier_terminal_has_its_own_larger_cap(ctx):
-    assert ctx.sandbox.output_limit == 16 * 1024 * 1024  # HermesConfig.command_output_bytes
+    assert ctx.sandbox.output_limit == 4 * 1024 * 1024  # HermesConfig.command_output_bytes
     assert ctx.tool_output_bytes == 1024 * 1024
     out = await ctx.terminal("head -c 20000000 /dev/zero | tr '\\0' 'v'")
     assert "bytes of output omitted" in out["output"]
-    assert 16_000_000 <= len(out["output"]) <= 16 * 1024 * 1024 + 200
+    assert 4_000_000 <= len(out["output"]) <= 4 * 1024 * 1024 + 200

@@ -6,7 +6,7 @@ from __future__ import annotations
 __all__ = ["DEFAULT_OUTPUT_LIMIT", "OutputBuffer", "omitted_note"]
 
 #: Bytes of one command's output the driver keeps by default (head + tail).
-DEFAULT_OUTPUT_LIMIT = 16 * 1024 * 1024
+DEFAULT_OUTPUT_LIMIT = 4 * 1024 * 1024
 
 
 def omitted_note(dropped: int) -> bytes:

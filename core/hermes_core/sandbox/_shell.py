@@ -45,6 +45,12 @@ class ShellSession:
         self._started_once = False
         self._reapers: set[asyncio.Future[None]] = set()
         self._begin_capture(DEFAULT_OUTPUT_LIMIT)
+        # One end-of-command pattern per session, compiled once (a pattern per command missed
+        # re's cache every time); each command's own sequence number is checked on a match.
+        self._session = secrets.token_hex(8)
+        self._done = re.compile(rf"\n__HERMES_{self._session}_(\d+)_RC_(\d+)__\n".encode())
+        self._seq = 0
+        self._want: bytes | None = None
 
     async def _ensure(self) -> None:
         if self.proc is not None and self.proc.returncode is None:
@@ -103,6 +109,10 @@ class ShellSession:
         scanned = 0
         while True:
             m = pattern.search(self._pending, max(0, scanned - 128))
+            if m and pattern is self._done and m.group(1) != self._want:
+                del self._pending[: m.end()]  # an earlier command's sentinel: not ours
+                scanned = 0
+                continue
             if m:
                 before, groups = bytes(self._pending[: m.start()]), m.groups()
                 del self._pending[: m.end()]  # the match object must not be used after this
@@ -132,13 +142,15 @@ class ShellSession:
             self._begin_capture(limit)
             assert self.proc is not None
             nonce = secrets.token_hex(8)
-            done = re.compile(rf"\n__HERMES_{nonce}_RC_(\d+)__\n".encode())
+            self._seq += 1
+            done = self._done
+            self._want = str(self._seq).encode()
             script = (
                 f"jobs -p > \"$__hermes_jobs\"\n"
                 f"IFS= read -r -d '' __hermes_cmd <<'__HERMES_{nonce}_EOF'\n"
                 f"{command}\n__HERMES_{nonce}_EOF\n"
                 f"eval \"$__hermes_cmd\" < /dev/null 2>&1\n"
-                f"printf '\\n__HERMES_{nonce}_RC_%s__\\n' \"$?\"\n"
+                f"printf '\\n__HERMES_{self._session}_{self._seq}_RC_%s__\\n' \"$?\"\n"
             )
             note, self._note = self._note, ""
             try:
@@ -160,7 +172,7 @@ class ShellSession:
                 await self._discard()
                 return ExecResult(code if code is not None else 1, text)
             before, m = found
-            return ExecResult(int(m[0]), note + self._captured(before))
+            return ExecResult(int(m[1]), note + self._captured(before))
 
     def _take_pending_bytes(self) -> bytes:
         data = bytes(self._pending)

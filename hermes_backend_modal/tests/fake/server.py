@@ -190,6 +190,7 @@ class FakeModal:
         self.sandboxes: dict[str, FakeSandbox] = {}
         self.by_task: dict[str, FakeSandbox] = {}
         self.unimplemented: list[str] = []
+        self.snapshot_tags: list[str] = []  # images this instance committed; removed at close
         self.calls: dict[str, int] = {}
         self.router_url = ""
         self._creates = 0
@@ -500,6 +501,8 @@ class FakeModal:
         ids = out.decode().split()
         if ids:
             await _run(self.docker, "rm", "-f", *ids, timeout=120)
+        if self.snapshot_tags:
+            await _run(self.docker, "rmi", "-f", *self.snapshot_tags, timeout=120)
         if self._events is not None and self._events.returncode is None:
             self._events.kill()
             await self._events.wait()
@@ -793,6 +796,7 @@ class RouterServicer(_unimplemented_base(tcr_grpc.TaskCommandRouterBase, "fake")
             raise GRPCError(Status.INTERNAL, f"snapshot failed: {out.decode('utf-8', 'replace')[-300:]}")
         image_id = f"im-snap-{uuid.uuid4().hex[:16]}"
         fake.images[image_id] = tag
+        fake.snapshot_tags.append(tag)
         await stream.send_message(sr_pb2.TaskSnapshotFilesystemResponse(image_id=image_id))
 
 

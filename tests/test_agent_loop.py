@@ -337,8 +337,13 @@ async def test_real_model_plumbing(rt):
     async with rt.rollout(toolsets=["terminal"]) as ctx:
         loop = asyncio.get_running_loop()
         res = await agent.run(TaskItem(id="llm", prompt="Run `echo hi` in the terminal."), ctx,
-                              max_turns=3, deadline=loop.time() + 120)
+                              max_turns=2, deadline=loop.time() + 900)
     await agent.aclose()
-    # A tiny model produces nonsense arguments: assert on plumbing, never on content.
-    assert res.turns >= 1 and res.stop_reason in ("final_answer", "max_turns", "length")
+    # A tiny model produces nonsense arguments: assert on plumbing, never on content. The tools
+    # must have reached the model (llama-cpp-python drops them without tool_choice): at least
+    # one tool call was made and answered.
+    assert res.turns >= 1 and res.stop_reason in ("final_answer", "max_turns", "length", "deadline")
     assert res.usage.get("total_tokens", 0) > 0
+    calls = [c for m in res.messages if m["role"] == "assistant" for c in m.get("tool_calls") or []]
+    assert calls, res.messages
+    assert any(m["role"] == "tool" for m in res.messages)

@@ -134,7 +134,7 @@ class OpenAIAgent:
             )
         return self._client
 
-    async def check_reachable(self, timeout: float = 10.0) -> None:
+    async def check_reachable(self, timeout: float = 30.0) -> None:
         """Check the endpoint for real before the first rollout.
 
         ``GET {base_url}/models``; when the server has no such route, a one-token chat request.
@@ -150,9 +150,14 @@ class OpenAIAgent:
         url = self.base_url.rstrip("/")
         try:
             models = await client.models.list()
-        except (openai.APIConnectionError, openai.APITimeoutError) as e:
+        except openai.APITimeoutError:
             raise ConnectionError(
-                f"cannot reach the model server at {self.base_url}: {_cause(e)}. Is the server running? Check --base-url."
+                f"the model server at {self.base_url} did not answer GET /models within {timeout:g}s (busy or stuck?)"
+            ) from None
+        except openai.APIConnectionError as e:
+            raise ConnectionError(
+                f"cannot reach the model server at {self.base_url}: {_cause(e).rstrip('.')}. Is the server running? "
+                "Check --base-url."
             ) from None
         except openai.APIStatusError as e:
             if e.status_code in (401, 403):

@@ -97,6 +97,8 @@ class Runtime:
         self._processes: Any = None
         self._counter = 0
         self._close_callbacks: list[Callable[[], Awaitable[None]]] = []
+        self._tool_specs_cache: dict[tuple[Any, ...], dict[str, ToolSpec]] = {}
+        _raise_nofile_limit()
         # The backstop for a driver that ends without closing (sys.exit, an unhandled
         # exception): it holds the set of open sandboxes (not the Runtime, which may be gone by
         # then), and is unregistered by aclose().
@@ -152,8 +154,14 @@ class Runtime:
         return resolve_toolsets(names, self.toolsets, self.tools)
 
     def tool_specs(self, toolsets: Iterable[str] | None = None) -> dict[str, ToolSpec]:
-        names = self.resolve_toolsets(self.config.toolsets if toolsets is None else toolsets)
-        return {n: self.tools.get(n) for n in names}
+        """The tools of these toolsets (default: the config's), resolved once per composition."""
+        names = tuple(self.config.toolsets if toolsets is None else toolsets)
+        key = (names, len(self.tools), len(self.toolsets))  # a registration made later invalidates
+        specs = self._tool_specs_cache.get(key)
+        if specs is None:
+            specs = {n: self.tools.get(n) for n in self.resolve_toolsets(names)}
+            self._tool_specs_cache[key] = specs
+        return specs
 
     # ------------------------------------------------------------------ sandboxes
 
@@ -304,6 +312,27 @@ class Runtime:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+@functools.cache
+def _raise_nofile_limit() -> None:
+    """Raise the soft open-files limit toward the hard one, once per process: every live
+    rollout holds pipes and pidfds, and a thousand rollouts need more than the usual 1024."""
+    import logging
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft < want:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+            soft = want
+        except (ValueError, OSError):
+            pass
+    if soft < 4096:
+        logging.getLogger("hermes").warning(
+            "open-files limit is %d (hard limit %s): a few hundred concurrent rollouts will run out of "
+            "file descriptors; raise it with `ulimit -n` or the service's LimitNOFILE", soft, hard)
 
 
 def _close_at_exit(sandboxes: set[Sandbox]) -> None:

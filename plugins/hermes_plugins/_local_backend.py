@@ -87,6 +87,7 @@ class LocalSandbox(Sandbox):
         self._env: dict[str, str] = {}
         self._pgids: set[int] = set()
         self._cgroup: cgroups.SandboxCgroup | None = None
+        self._ran = False  # whether any process was started (else close has nothing to find)
 
     @property
     def workdir(self) -> str:
@@ -154,6 +155,7 @@ class LocalSandbox(Sandbox):
         stdin: bytes | None = None,
     ) -> ExecResult:
         self._check_open()
+        self._ran = True
         argv, context = self._launch(self.argv(command))
         try:
             code, data, timed_out = await run_subprocess(
@@ -177,6 +179,7 @@ class LocalSandbox(Sandbox):
         env: Mapping[str, str] | None = None,
     ) -> Process:
         self._check_open()
+        self._ran = True
         argv = self.argv(command)
         if self._cgroup is not None:  # asyncio forks across awaits: join the cgroup first instead
             argv = self._cgroup.launcher(argv)
@@ -232,11 +235,14 @@ class LocalSandbox(Sandbox):
         self._pgids.clear()
         if self._cgroup is not None:
             # Everything the sandbox started, however it hid (marker dropped, own session,
-            # re-parented): the cgroup holds it.
-            await run_teardown(self._cgroup.remove)
-        if self.root is not None:
-            # Anything that escaped its process group (setsid, double fork) still carries the
-            # sandbox marker in its environment.
+            # re-parented): the cgroup holds it, so no /proc scan is needed.
+            if self._ran:
+                await run_teardown(self._cgroup.remove)
+            else:
+                self._cgroup.remove()  # empty: one rmdir
+        elif self.root is not None and self._ran:
+            # Marker tracking: anything that escaped its process group (setsid, double fork)
+            # still carries the sandbox marker in its environment (unless it dropped it).
             for _ in range(20):
                 if self._sweeper is not None:
                     found = await self._sweeper.sweep(self.sandbox_id)
@@ -245,6 +251,7 @@ class LocalSandbox(Sandbox):
                 if not found:
                     break
                 await asyncio.sleep(0.01)
+        if self.root is not None:
             await run_teardown(shutil.rmtree, self.root, True)
 
 

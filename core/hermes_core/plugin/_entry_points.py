@@ -58,12 +58,38 @@ def _name_version(path: str, dirname: str) -> tuple[str, str]:
     return name, version
 
 
+#: Discovery results per process, keyed by group, ``sys.path`` and each path entry's mtime
+#: (installing or removing a distribution adds or removes a ``*.dist-info`` folder, which
+#: changes its directory's mtime): a Runtime per rollout does not rescan site-packages.
+_CACHE: dict[tuple[object, ...], list[tuple[str, str, str, str]]] = {}
+
+
+def _fingerprint(group: str) -> tuple[object, ...]:
+    stamps: list[object] = [group]
+    for base in sys.path:
+        try:
+            stamps.append((base, os.stat(base or ".").st_mtime_ns))
+        except OSError:
+            stamps.append((base, None))
+    return tuple(stamps)
+
+
 def entry_points(group: str) -> list[tuple[str, str, str, str]]:
     """``(name, value, distribution, version)`` for each entry point of ``group``.
 
     Follows ``importlib.metadata``'s rule that the first distribution of a name on ``sys.path``
-    shadows later ones.
+    shadows later ones. Cached until ``sys.path`` or an installed distribution changes.
     """
+    key = _fingerprint(group)
+    hit = _CACHE.get(key)
+    if hit is None:
+        hit = _CACHE[key] = _scan(group)
+        while len(_CACHE) > 8:
+            _CACHE.pop(next(iter(_CACHE)))
+    return list(hit)
+
+
+def _scan(group: str) -> list[tuple[str, str, str, str]]:
     seen: set[str] = set()
     out: list[tuple[str, str, str, str]] = []
     for base in sys.path:

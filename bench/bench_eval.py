@@ -16,8 +16,8 @@ import sys
 import time
 
 from hermes_core import Runtime, hookimpl
-from hermes_core.rollout._environment import Environment, TaskItem
-from hermes_core.rollout._runner import Runner
+from hermes_core import Environment, TaskItem
+from hermes_core import Runner
 
 WALL_TARGET = 1.0
 OVERHEAD_TARGET_MS = 20.0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import functools
 import os
@@ -304,6 +303,8 @@ class Runtime:
             await self._processes.kill_all()
         sandboxes = list(self._sandboxes)
         self._sandboxes.clear()  # the same set the atexit backstop holds
+        import asyncio  # here, not at the top: `import hermes_core` stays light
+
         await asyncio.gather(*(s.close() for s in sandboxes), return_exceptions=True)
         atexit.unregister(self._atexit)
 
@@ -340,6 +341,8 @@ def _close_at_exit(sandboxes: set[Sandbox]) -> None:
         return
     # The driver's own loop is gone by now: close on a fresh one, in a thread of its own (the
     # interpreter may be exiting from inside a running loop), and give up after a while.
+    import asyncio
+
     thread = threading.Thread(target=lambda: asyncio.run(_close_leftovers(sandboxes)), name="hermes-atexit", daemon=True)
     thread.start()
     thread.join(60)
@@ -348,6 +351,8 @@ def _close_at_exit(sandboxes: set[Sandbox]) -> None:
 async def _close_leftovers(sandboxes: set[Sandbox]) -> None:
     """Close every sandbox still open (atexit). The objects were made on another event loop, so
     their shells may not close cleanly: the backend's own teardown runs anyway."""
+    import asyncio
+
     left = list(sandboxes)
     sandboxes.clear()
 

@@ -75,7 +75,9 @@ def read_regular(path: Path, root: Path, max_bytes: int) -> bytes:
                 f"refused to read {str(path)!r} into memory: {st.st_size} bytes is more than the cap of "
                 f"{max_bytes} (max_read_bytes); use get_file / download_file"
             )
-        data = f.read(max_bytes + 1)
+        data = f.read(st.st_size + 1)  # (not max_bytes + 1: read() allocates what it is asked for)
+        if len(data) > st.st_size:  # it grew while being read: take the rest, up to the cap
+            data += f.read(max_bytes + 1 - len(data))
     if len(data) > max_bytes:
         raise TransferError(f"{str(path)!r} grew past the cap of {max_bytes} bytes while being read")
     return data

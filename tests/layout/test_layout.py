@@ -187,7 +187,7 @@ def test_import_hermes_core_loads_no_heavy_module():
     import subprocess
 
     code = ("import sys, hermes_core; from hermes_core import Runtime; Runtime(); "
-            "heavy = [m for m in ('pydantic', 'openai', 'docker', 'asyncssh', 'atroposlib', 'modal', 'daytona', "
+            "heavy = [m for m in ('asyncio', 'pydantic', 'openai', 'docker', 'asyncssh', 'atroposlib', 'modal', 'daytona', "
             "'playwright', 'httpx') if m in sys.modules]; print(','.join(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr

@@ -25,7 +25,7 @@ T = TypeVar("T")
 #: Threads for blocking file calls, per process.
 FILE_WORKERS = 16
 #: Threads for teardown (directory removal, process scans), per process.
-TEARDOWN_WORKERS = 4
+TEARDOWN_WORKERS = 16
 
 _lock = threading.Lock()
 _pools: dict[str, concurrent.futures.ThreadPoolExecutor] = {}

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import dataclasses
+import fcntl
 import json
 import signal
 import stat
@@ -64,6 +66,12 @@ class LocalOptions(BaseModel):
         "auto", description="How the sandbox's processes are found at close: `cgroup` (one cgroup per sandbox, "
         "which a process cannot leave; an error where none is writable), `marker` (an environment marker scan "
         "of /proc only) or `auto` (a cgroup where the host allows, else the marker).")
+    user: int | None = Field(
+        None, ge=1, description="Run the sandbox's processes as this unix uid (no name needed in /etc/passwd): "
+        "they cannot read the driver's environment (/proc/<pid>/environ) or root-owned files. Needs root.")
+    uid_range: str | None = Field(
+        None, pattern=r"^\d+-\d+$", description="Run each sandbox as its own uid from this range (e.g. "
+        "'20000-29999'): besides `user`'s protection, one sandbox cannot read another's files.")
     max_lifetime: float | None = Field(
         None, gt=0, description="Seconds after which `hermes sandbox sweep` may remove this sandbox even while its "
         "driver runs (default: only once the driver is gone).")
@@ -88,6 +96,8 @@ class LocalSandbox(Sandbox):
         self._pgids: set[int] = set()
         self._cgroup: cgroups.SandboxCgroup | None = None
         self._ran = False  # whether any process was started (else close has nothing to find)
+        self._uid: int | None = None
+        self._uid_lock: int | None = None
 
     @property
     def workdir(self) -> str:
@@ -102,6 +112,23 @@ class LocalSandbox(Sandbox):
         self.root = Path(tempfile.mkdtemp(prefix=f"hermes-{self.sandbox_id}-", dir=opts.root))
         for sub in ("work", "home", "tmp"):
             (self.root / sub).mkdir()
+        self._uid = self._pick_uid(opts)
+        if self._uid is not None:
+            if shutil.which("setpriv") is None:
+                raise SandboxError("options user/uid_range need `setpriv` (util-linux): apt-get install util-linux")
+            for p in (self.root, self.root / "work", self.root / "home", self.root / "tmp"):
+                os.chown(p, self._uid, self._uid)
+            os.chmod(self.root, 0o700)  # neighbours (other uids) cannot enter
+            for parent in self.root.parents:
+                if not os.stat(parent).st_mode & 0o001:
+                    raise SandboxError(
+                        f"options user/uid_range: uid {self._uid} cannot reach the sandbox through {str(parent)!r} "
+                        f"(mode {oct(os.stat(parent).st_mode & 0o777)}); choose a `root` whose parent directories "
+                        "others may traverse (chmod o+x), e.g. /tmp/hermes-sandboxes"
+                    )
+            # Crash recovery logs job output into the driver's data directory, which this uid
+            # cannot write: such sandboxes' background jobs end with their driver.
+            self.capabilities = dataclasses.replace(type(self).capabilities, host_processes=False)
         env = {k: os.environ[k] for k in INHERITED_ENV if k in os.environ}
         env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
         env.update({k: os.environ[k] for k in opts.pass_env if k in os.environ})
@@ -119,6 +146,36 @@ class LocalSandbox(Sandbox):
                 )
         (self.root / OWNER_FILE).write_text(json.dumps({**owner_record(opts.max_lifetime), "sandbox_id": self.sandbox_id,
                                                          "cgroup": str(self._cgroup.path) if self._cgroup else None}))
+
+    def _pick_uid(self, opts: LocalOptions) -> int | None:
+        if opts.uid_range is None:
+            return opts.user
+        lo, hi = (int(x) for x in opts.uid_range.split("-"))
+        locks = Path(tempfile.gettempdir()) / "hermes-uids"
+        locks.mkdir(mode=0o700, exist_ok=True)
+        start = lo + (hash(self.sandbox_id) % max(1, hi - lo + 1))
+        for i in range(hi - lo + 1):
+            uid = lo + (start - lo + i) % (hi - lo + 1)
+            fd = os.open(locks / str(uid), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held while this sandbox lives
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            self._uid_lock = fd
+            return uid
+        raise SandboxError(f"every uid in uid_range {opts.uid_range} is in use by a live sandbox; widen the range")
+
+    def argv(self, command: Command) -> list[str]:
+        argv = super().argv(command)
+        if getattr(self, "_uid", None) is None:
+            return argv
+        return ["setpriv", f"--reuid={self._uid}", f"--regid={self._uid}", "--clear-groups", "--", *argv]
+
+    async def _own(self, path: str) -> None:
+        """Files the driver wrote into the sandbox belong to the sandbox's user."""
+        if getattr(self, "_uid", None) is not None:
+            await run_blocking(_chown_tree, Path(self.path(path)), self._uid, self._root())
 
     @property
     def tracking(self) -> str:
@@ -198,6 +255,7 @@ class LocalSandbox(Sandbox):
 
     async def write_bytes(self, path: str, data: bytes) -> None:
         await run_blocking(files.write_atomic, Path(self.path(path)), data, self._root(), what=f"writing {path!r}")
+        await self._own(path)
 
     async def read_bytes(self, path: str) -> bytes:
         return await run_blocking(
@@ -205,16 +263,20 @@ class LocalSandbox(Sandbox):
         )
 
     async def put_file(self, local_path, remote_path: str) -> int:
-        return await run_blocking(files.copy_in, Path(local_path), Path(self.path(remote_path)), self._root(),
-                                  timeout=None, what=f"uploading {str(local_path)!r}")
+        n = await run_blocking(files.copy_in, Path(local_path), Path(self.path(remote_path)), self._root(),
+                               timeout=None, what=f"uploading {str(local_path)!r}")
+        await self._own(remote_path)
+        return n
 
     async def get_file(self, remote_path: str, local_path) -> int:
         return await run_blocking(files.copy_out, Path(self.path(remote_path)), Path(local_path), self._root(),
                                   self.max_download_bytes, timeout=None, what=f"downloading {remote_path!r}")
 
     async def put_dir(self, local_dir, remote_dir: str) -> list[str]:
-        return await run_blocking(files.copytree_in, Path(local_dir), Path(self.path(remote_dir)), self._root(),
-                                  timeout=None, what=f"uploading {str(local_dir)!r}")
+        names = await run_blocking(files.copytree_in, Path(local_dir), Path(self.path(remote_dir)), self._root(),
+                                   timeout=None, what=f"uploading {str(local_dir)!r}")
+        await self._own(remote_dir)
+        return names
 
     async def get_dir(self, remote_dir: str, local_dir, *, keep_special: bool = False,
                       skipped: list[str] | None = None) -> list[str]:
@@ -253,6 +315,32 @@ class LocalSandbox(Sandbox):
                 await asyncio.sleep(0.01)
         if self.root is not None:
             await run_teardown(shutil.rmtree, self.root, True)
+        lock = getattr(self, "_uid_lock", None)
+        if lock is not None:
+            self._uid_lock = None
+            os.close(lock)  # the uid is free for the next sandbox
+
+
+def _chown_tree(path: Path, uid: int, root: Path) -> None:
+    """chown ``path`` (and a tree under it) to ``uid``, never following links, and the
+    directories between the sandbox root and it (made by the driver)."""
+    todo = [path]
+    parent = path.parent
+    while parent != root and str(parent).startswith(str(root)):
+        todo.append(parent)
+        parent = parent.parent
+    for p in todo:
+        try:
+            os.chown(p, uid, uid, follow_symlinks=False)
+        except OSError:
+            pass
+    if path.is_dir() and not path.is_symlink():
+        for dirpath, dirs, names in os.walk(path):
+            for n in dirs + names:
+                try:
+                    os.chown(os.path.join(dirpath, n), uid, uid, follow_symlinks=False)
+                except OSError:
+                    pass
 
 
 def _stat(path: str, follow: bool) -> FileInfo:

@@ -8,6 +8,7 @@ driver was SIGKILLed is swept, a live one is not; a driver that exits without cl
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -180,3 +181,41 @@ def test_plain_sweep_reports_an_unreachable_backend_and_sweeps_the_rest(monkeypa
     assert swept == [(None, False)]
     args = argparse.Namespace(backend=["broken"], older_than=None, force=False, config=None)
     assert cli_sandbox.cmd_sweep(args) == 1  # the one backend asked for could not be swept
+
+
+async def test_run_as_user_hides_host_secrets_and_neighbours(tmp_path, monkeypatch):
+    if os.geteuid() != 0:
+        pytest.skip("running sandboxes as another uid needs root")
+    monkeypatch.setenv("HERMES_TEST_DRIVER_SECRET", "s3cret-of-the-driver")
+    rt = Runtime()
+    with pytest.raises(Exception, match="cannot reach the sandbox through"):  # pytest's tmp is 0700
+        await rt.create_sandbox("local", {"root": str(tmp_path), "user": 23999}).start()
+    import shutil
+    import tempfile
+
+    base = tempfile.mkdtemp(prefix="hermes-uid-test-", dir="/tmp")
+    os.chmod(base, 0o755)
+    request_cleanup = lambda: shutil.rmtree(base, ignore_errors=True)  # noqa: E731
+    opts = {"root": base, "uid_range": "23000-23999"}
+    async with rt.rollout(options=opts) as a, rt.rollout(options=opts) as b:
+        assert a.sandbox._uid != b.sandbox._uid
+        await b.write_file("private.txt", "b's data")
+        me = await a.terminal("id -u; cat /proc/$PPID/environ 2>&1 | head -c 300; echo; "
+                              f"cat {b.sandbox.path('private.txt')} 2>&1")
+        lines = me["output"].splitlines()
+        assert lines[0] == str(a.sandbox._uid)
+        assert "s3cret-of-the-driver" not in me["output"] and "Permission denied" in me["output"]
+        assert "b's data" not in me["output"]
+        # its own files, including what the verifier uploaded, are its own to change
+        await a.write_file("mine.txt", "x")
+        ok = await a.terminal("echo more >> mine.txt && cat mine.txt && touch new && ls -n new | awk '{print $3}'")
+        assert ok["exit_code"] == 0 and ok["output"].splitlines()[-1] == str(a.sandbox._uid)
+        shell = json.loads(await a.call_tool("terminal", {"command": "id -u"}))
+        assert shell["output"].strip() == str(a.sandbox._uid)
+    # without the option, a sandbox command can read the driver's environment (why it exists)
+    async with rt.rollout(options={"root": str(tmp_path)}) as c:
+        plain = await c.terminal("cat /proc/$PPID/environ | tr '\\0' '\\n' | grep -c '^PATH='")
+        assert plain["output"].strip() == "1"  # the driver's environment is readable
+    await rt.aclose()
+    assert os.listdir(base) == []
+    request_cleanup()

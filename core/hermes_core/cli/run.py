@@ -39,6 +39,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = EnvironmentConfig.model_validate({**env_section, **task_config(args)})
     item = TaskItem(id="prompt", prompt=args.prompt, system_prompt=args.system)
     backend_options = backend_options_from_args(rt, args)
+    if args.out:
+        from pathlib import Path
+
+        from ._common import check_out_dir
+
+        check_out_dir(Path(args.out))
     agent = make_agent(rt, args)
     streamed: list[dict[str, Any]] = []
     if not args.json and hasattr(agent, "on_message"):

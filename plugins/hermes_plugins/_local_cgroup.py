@@ -107,11 +107,18 @@ class SandboxCgroup:
         """Kill what is left and remove the cgroup (idempotent)."""
         if not self.path.exists():
             return
-        self.kill()
-        try:
-            self.path.rmdir()
-        except OSError:
-            pass
+        deadline = time.monotonic() + 10
+        while True:
+            self.kill()
+            try:
+                self.path.rmdir()
+                return
+            except FileNotFoundError:
+                return
+            except OSError:  # EBUSY: an exiting task is still attached for a moment
+                if time.monotonic() > deadline:
+                    return  # sweep removes it later
+                time.sleep(0.01)
 
 
 class CgroupRoot:

@@ -42,12 +42,14 @@ class V1Server:
     (``{"message": {...}, "delay": s}``) or ``{"status": N, "error": "text"}``; when the script
     runs out, ``default`` is used (a final answer unless given)."""
 
-    def __init__(self, script: list[dict[str, Any]] | None = None, default: dict[str, Any] | None = None):
+    def __init__(self, script: list[dict[str, Any]] | None = None, default: dict[str, Any] | None = None,
+                 models_status: int = 200):
         self.script = list(script or [])
         self.default = default or {"message": {"content": "done"}}
         self.requests: list[dict[str, Any]] = []
         self.paths: list[str] = []
         self.stopping = threading.Event()
+        self.models_status = models_status
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -67,6 +69,8 @@ class V1Server:
 
             def do_GET(self) -> None:
                 server.paths.append(self.path)
+                if self.path.rstrip("/") == "/v1/models" and server.models_status != 200:
+                    return self._send(server.models_status, {"error": {"message": "no models here", "type": "t"}})
                 if self.path.rstrip("/") == "/v1/models":
                     return self._send(200, {"object": "list", "data": [{"id": "m", "object": "model", "created": 0, "owned_by": "t"}]})
                 self._send(404, {"detail": "Not Found"})

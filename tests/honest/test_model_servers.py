@@ -81,6 +81,24 @@ def test_api_error_is_counted_as_an_infra_error_not_a_reward_of_zero(tmp_path):
         assert f"--base-url {server.url} --limit 2 -n 1 --out {out}" in err
 
 
+async def test_endpoint_check_tries_a_one_token_request_and_names_a_refused_key():
+    # A server without /models but with chat completions passes (one token asked for).
+    with V1Server(models_status=404) as server:
+        agent = OpenAIAgent("m", base_url=server.url, api_key="x")
+        await agent.check_reachable()
+        await agent.aclose()
+        assert server.requests[-1]["max_tokens"] == 1
+    with V1Server(models_status=401) as server:
+        agent = OpenAIAgent("m", base_url=server.url, api_key="x")
+        try:
+            await agent.check_reachable()
+            raise AssertionError("a refused key must fail the check")
+        except ConnectionError as e:
+            assert "API key" in str(e) and "401" in str(e)
+        finally:
+            await agent.aclose()
+
+
 # ------------------------------------------------------------------------------------ item 3
 
 

@@ -31,6 +31,7 @@ def hermes_register_backends(registry: BackendRegistry) -> None:
         options=f"{_IMPL}:LocalOptions",
         description="a fresh directory, scrubbed environment and own process groups on this machine",
         sweep=f"{_IMPL}:sweep",
+        images=False,
     )
 
 

@@ -69,13 +69,22 @@ async def test_fifo_and_caps(ctx, tmp_path):
 async def test_default_limits_hold_a_fork_bomb(ctx):
     opts = ctx.sandbox.opts
     assert opts.pids_limit and opts.pids_limit <= 4096 and opts.memory  # defaults are on
-    r = await ctx.sandbox.exec(
-        "bomb() { bomb | bomb & }; (bomb) 2>/dev/null; sleep 3; n=$(ps -e --no-headers | wc -l); echo procs=$n",
-        timeout=60,
-    )
-    # The engine refused more processes than the limit; the driver and the host are unharmed.
-    line = [x for x in r.output.splitlines() if x.startswith("procs=")]
-    assert r.exit_code in (0, 124, 137) or line
-    ok = await ctx.sandbox.exec("pkill -KILL -f -- 'bash' ; true", timeout=60)
-    assert ok is not None
-    assert (await asyncio.create_subprocess_exec("true")).pid > 0  # the host can still fork
+    cid = ctx.sandbox.container_id
+    pids_dir = next((p for p in (f"/sys/fs/cgroup/pids/docker/{cid}", f"/sys/fs/cgroup/system.slice/docker-{cid}.scope")
+                     if os.path.exists(p)), None)
+    # The bomb runs until the call's timeout; the driver gets its answer (whatever the shell
+    # inside could still print once no process could be forked any more).
+    r = await ctx.sandbox.exec("bomb() { bomb | bomb & }; bomb; sleep 30", timeout=8)
+    assert r.exit_code is not None
+    if pids_dir is not None:  # the engine applied the limit, and the bomb hit it without passing it
+        with open(f"{pids_dir}/pids.max") as f:
+            assert f.read().strip() == str(opts.pids_limit)
+        with open(f"{pids_dir}/pids.current") as f:
+            assert int(f.read()) <= opts.pids_limit
+    proc = await asyncio.create_subprocess_exec("true")  # the host can still fork
+    assert await proc.wait() == 0
+    await ctx.sandbox.close()  # and the sandbox, bomb included, goes away
+    import docker
+
+    client = docker.APIClient(base_url=os.environ["DOCKER_HOST"])
+    assert client.containers(all=True, filters={"id": cid}) == []

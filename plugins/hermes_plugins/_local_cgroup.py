@@ -4,9 +4,8 @@ A process can drop the sandbox marker from its environment (``env -i``), leave i
 group (``setsid``) and be re-parented to init (a double fork); it cannot leave its cgroup
 without write access to another cgroup's ``cgroup.procs`` (the ``user`` option takes that away:
 only root can). Every process a sandbox starts is put into the sandbox's cgroup right after it
-starts — before it runs: a one-shot command is forked by a driver thread placed in the cgroup
-for the fork (cgroup v1), every other process runs behind a launcher that joins the cgroup and
-then execs it — and every descendant inherits it; ``close()``
+starts — before it runs (a shell string joins it in the bash that runs it, anything else behind a
+tiny launcher that joins and then execs it) — and every descendant inherits it; ``close()``
 kills the whole cgroup (``cgroup.kill`` on cgroup v2, freeze + SIGKILL + thaw on the v1
 freezer) and removes it.
 
@@ -16,11 +15,8 @@ back to the marker scan of ``/proc`` alone; ``tracking()`` says which one is in 
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
-import threading
-from collections.abc import Iterator
 import signal
 import time
 from pathlib import Path
@@ -56,24 +52,6 @@ class SandboxCgroup:
         """``argv`` behind a tiny launcher that joins this cgroup *before* it runs the command, so
         not even its first fork can happen outside (costs one ``sh`` exec)."""
         return ["/bin/sh", "-c", 'echo 0 > "$0" && exec "$@"', str(self.path / "cgroup.procs"), *argv]
-
-    @contextlib.contextmanager
-    def entered(self) -> Iterator[None]:
-        """While inside, the calling *thread* is in this cgroup (v1 only: v1 places threads one
-        by one), so a process it forks starts inside, at no cost. Keep the block to the fork
-        itself: nothing else may run on this thread meanwhile."""
-        tid = str(threading.get_native_id())
-        home = _thread_home(self.path)
-        _write(self.path / "tasks", tid)
-        try:
-            yield
-        finally:
-            _write(home, tid)
-
-    @property
-    def thread_placement(self) -> bool:
-        """Whether :meth:`entered` works here (cgroup v1)."""
-        return self.kind == "v1-freezer"
 
     def pids(self) -> list[int]:
         try:
@@ -152,8 +130,7 @@ def find_root() -> CgroupRoot | None:
     (``cgroup.kill``); ``None`` when neither can be used. A fact of the host, looked up once."""
     mounts = _mounts()
     candidates: list[tuple[Path, str]] = []
-    # The v1 freezer first: threads are placed one by one there, so a one-shot command can be
-    # forked straight into its cgroup; on v2 a launcher joins it first.
+    # The v1 freezer first (freeze + kill cannot race a fork), then v2 (cgroup.kill).
     for where, fstype, opts in mounts:
         if fstype == "cgroup" and "freezer" in opts.split(","):
             candidates.append((Path(where), "v1-freezer"))
@@ -198,20 +175,6 @@ def _children(pid: int) -> list[int]:
     except OSError:
         pass
     return out
-
-
-@functools.cache
-def _thread_home(sandbox_cgroup: Path) -> Path:
-    """The ``tasks`` file of the freezer cgroup this driver runs in (where threads go back)."""
-    mount = sandbox_cgroup.parent.parent  # <mount>/hermes/<sandbox>
-    try:
-        for line in Path("/proc/self/cgroup").read_text().splitlines():
-            _, controllers, rel = line.split(":", 2)
-            if "freezer" in controllers.split(","):
-                return mount / rel.lstrip("/") / "tasks"
-    except (OSError, ValueError):
-        pass
-    return mount / "tasks"
 
 
 def _write(path: Path, text: str) -> bool:

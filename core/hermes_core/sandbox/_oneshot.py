@@ -9,12 +9,10 @@ event loop directly, which keeps a one-shot command within a few percent of ``su
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
 
 from ._output import DEFAULT_OUTPUT_LIMIT, OutputBuffer
 from ._subprocess import exit_code, killpg
@@ -32,7 +30,6 @@ async def run_subprocess(
     track: set[int] | None = None,
     max_output: int = DEFAULT_OUTPUT_LIMIT,
     on_start: Callable[[int], None] | None = None,
-    spawn_context: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
 ) -> tuple[int, bytes, bool]:
     """Run ``argv`` in a new session; return (exit code, merged output, timed out).
 
@@ -40,15 +37,13 @@ async def run_subprocess(
     driver's memory stays bounded whatever the command prints.
 
     ``track`` holds the process group id while the command runs (so a sandbox close can kill it);
-    ``on_start(pid)`` is called as soon as the process exists; ``spawn_context()`` is entered
-    around the fork alone (e.g. to place the forking thread in a cgroup).
+    ``on_start(pid)`` is called as soon as the process exists.
 
     On timeout or cancellation the whole process group is killed. Output that a daemonised
     grandchild keeps open does not hang the call: reading stops shortly after the exit.
     """
     loop = asyncio.get_running_loop()
-    with spawn_context() if spawn_context is not None else contextlib.nullcontext():
-        proc = _popen(argv, cwd, env, stdin)
+    proc = _popen(argv, cwd, env, stdin)
     if track is not None:
         track.add(proc.pid)
     if on_start is not None:

@@ -9,22 +9,19 @@ backend for untrusted code.
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 import dataclasses
 import fcntl
 import json
+import os
+import shutil
 import signal
 import stat
 import tempfile
 from collections.abc import Mapping
-from typing import Any, Literal
 from pathlib import Path
+from typing import Any, Literal
 
 from hermes_core.errors import SandboxError
-
-from . import _local_cgroup as cgroups
-from . import _local_files as files
 from hermes_core.sandbox import (
     TIMEOUT_EXIT_CODE,
     Capabilities,
@@ -44,6 +41,9 @@ from hermes_core.sandbox import (
     timeout_note,
 )
 from pydantic import BaseModel, ConfigDict, Field
+
+from . import _local_cgroup as cgroups
+from . import _local_files as files
 
 #: Host variables a local sandbox inherits. Everything else (API keys, tokens) stays out
 #: unless named in ``pass_env`` or given in ``env``.
@@ -110,8 +110,8 @@ class LocalSandbox(Sandbox):
         if opts.root:
             Path(opts.root).mkdir(parents=True, exist_ok=True)
         self.root = Path(tempfile.mkdtemp(prefix=f"hermes-{self.sandbox_id}-", dir=opts.root))
-        for sub in ("work", "home", "tmp"):
-            (self.root / sub).mkdir()
+        for sub in _SKELETON:
+            os.mkdir(self.root / sub)
         self._uid = self._pick_uid(opts)
         if self._uid is not None:
             if shutil.which("setpriv") is None:
@@ -144,8 +144,13 @@ class LocalSandbox(Sandbox):
                     "tracking='cgroup' needs a writable cgroup hierarchy (cgroup v2 or the v1 freezer, as root); "
                     "none was found: use tracking='auto' or 'marker'"
                 )
-        (self.root / OWNER_FILE).write_text(json.dumps({**owner_record(opts.max_lifetime), "sandbox_id": self.sandbox_id,
-                                                         "cgroup": str(self._cgroup.path) if self._cgroup else None}))
+        record = {**owner_record(opts.max_lifetime), "sandbox_id": self.sandbox_id,
+                  "cgroup": str(self._cgroup.path) if self._cgroup else None}
+        fd = os.open(self.root / OWNER_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        try:
+            os.write(fd, json.dumps(record).encode())
+        finally:
+            os.close(fd)
 
     def _pick_uid(self, opts: LocalOptions) -> int | None:
         if opts.uid_range is None:
@@ -301,11 +306,10 @@ class LocalSandbox(Sandbox):
         self._pgids.clear()
         if self._cgroup is not None:
             # Everything the sandbox started, however it hid (marker dropped, own session,
-            # re-parented): the cgroup holds it, so no /proc scan is needed.
-            if self._ran:
+            # re-parented): the cgroup holds it, so no /proc scan is needed. An empty cgroup
+            # (nothing ran, or everything already exited) is one rmdir, done here.
+            if not self._cgroup.remove_if_empty():
                 await run_teardown(self._cgroup.remove)
-            else:
-                self._cgroup.remove()  # empty: one rmdir
         elif self.root is not None and self._ran:
             # Marker tracking: anything that escaped its process group (setsid, double fork)
             # still carries the sandbox marker in its environment (unless it dropped it).
@@ -317,12 +321,30 @@ class LocalSandbox(Sandbox):
                 if not found:
                     break
                 await asyncio.sleep(0.01)
-        if self.root is not None:
+        if self.root is not None and not _remove_pristine(self.root):
             await run_teardown(shutil.rmtree, self.root, True)
         lock = getattr(self, "_uid_lock", None)
         if lock is not None:
             self._uid_lock = None
             os.close(lock)  # the uid is free for the next sandbox
+
+
+#: What a new sandbox directory holds (see ``LocalSandbox._start``).
+_SKELETON = ("work", "home", "tmp")
+
+
+def _remove_pristine(root: Path) -> bool:
+    """Remove a sandbox directory that still holds only its empty skeleton, with a handful of
+    syscalls that never follow a link (``rmdir`` fails on anything else); ``False`` if it holds
+    more, for ``shutil.rmtree`` to deal with off the event loop."""
+    try:
+        for sub in _SKELETON:
+            os.rmdir(root / sub)
+        os.unlink(root / OWNER_FILE)
+        os.rmdir(root)
+    except OSError:
+        return False
+    return True
 
 
 def _chown_tree(path: Path, uid: int, root: Path) -> None:
@@ -502,8 +524,7 @@ async def sweep(
         sandbox_id = (owner or {}).get("sandbox_id") or d.name.removeprefix("hermes-").rsplit("-", 1)[0]
         cg_path = (owner or {}).get("cgroup")
         if cg_path and Path(cg_path).is_dir():
-            root_cg = cgroups.find_root()
-            await run_teardown(cgroups.SandboxCgroup(Path(cg_path), root_cg.kind if root_cg else "v1-freezer").remove)
+            await run_teardown(cgroups.SandboxCgroup(Path(cg_path), cgroups.kind_of(Path(cg_path))).remove)
         await run_teardown(sweep_marked, sandbox_id)
         await run_teardown(shutil.rmtree, d, True)
         removed.append(str(d))

@@ -76,10 +76,24 @@ class SandboxCgroup:
                     pass
             if frozen:
                 _write(self.path / "freezer.state", "THAWED")
-        deadline = time.monotonic() + wait
+        deadline, pause = time.monotonic() + wait, 0.0002
         while self.pids() and time.monotonic() < deadline:
-            time.sleep(0.005)
+            time.sleep(pause)  # SIGKILLed processes are gone within a millisecond or so
+            pause = min(pause * 2, 0.01)
         return len(found)
+
+    def remove_if_empty(self) -> bool:
+        """Remove the cgroup if no process is in it (one read and one rmdir, nothing waits);
+        ``False`` if it still holds processes (then :meth:`remove`)."""
+        try:
+            if (self.path / "cgroup.procs").read_bytes().strip():
+                return False
+            self.path.rmdir()
+        except FileNotFoundError:
+            return True
+        except OSError:
+            return False
+        return True
 
     def remove(self) -> None:
         """Kill what is left and remove the cgroup (idempotent)."""
@@ -126,28 +140,41 @@ class CgroupRoot:
 
 @functools.cache
 def find_root() -> CgroupRoot | None:
-    """The first writable cgroup hierarchy for sandboxes: the v1 freezer, else cgroup v2
-    (``cgroup.kill``); ``None`` when neither can be used. A fact of the host, looked up once."""
+    """The first writable cgroup hierarchy for sandboxes, looked up once (a fact of the host):
+    cgroup v2 with ``cgroup.kill`` (kills atomically, forks included), else the v1 freezer
+    (freeze + kill cannot race a fork either), else v2 without ``cgroup.kill`` (repeated kill
+    passes); ``None`` when none can be used. v2 comes first because moving a process into a v1
+    cgroup costs ~2 ms per command here and into v2 next to nothing (``bench/bench_floor.py``)."""
     mounts = _mounts()
-    candidates: list[tuple[Path, str]] = []
-    # The v1 freezer first (freeze + kill cannot race a fork), then v2 (cgroup.kill).
-    for where, fstype, opts in mounts:
-        if fstype == "cgroup" and "freezer" in opts.split(","):
-            candidates.append((Path(where), "v1-freezer"))
-    for where, fstype, opts in mounts:
-        if fstype == "cgroup2":
-            candidates.append((Path(where), "v2"))
-    for base, kind in candidates:
-        parent = base / _PARENT
-        try:
-            parent.mkdir(exist_ok=True)
-            probe = parent / f"probe-{os.getpid()}"
-            probe.mkdir(exist_ok=True)
-            probe.rmdir()
-        except OSError:
-            continue
-        return CgroupRoot(parent, kind)
-    return None
+    v2 = [(Path(where), "v2") for where, fstype, _ in mounts if fstype == "cgroup2"]
+    v1 = [(Path(where), "v1-freezer") for where, fstype, opts in mounts
+          if fstype == "cgroup" and "freezer" in opts.split(",")]
+    usable = [(root, kind) for root, kind in (_usable(b, k) for b, k in v2 + v1) if root is not None]
+    for root, kind in usable:  # v2 with cgroup.kill first
+        if kind == "v2" and (root / "cgroup.kill").exists():
+            return CgroupRoot(root, kind)
+    for root, kind in usable:
+        if kind == "v1-freezer":
+            return CgroupRoot(root, kind)
+    return CgroupRoot(*usable[0]) if usable else None
+
+
+def _usable(base: Path, kind: str) -> tuple[Path | None, str]:
+    """``base/hermes`` if sandbox cgroups can be made under it."""
+    parent = base / _PARENT
+    try:
+        parent.mkdir(exist_ok=True)
+        probe = parent / f"probe-{os.getpid()}"
+        probe.mkdir(exist_ok=True)
+        probe.rmdir()
+    except OSError:
+        return None, kind
+    return parent, kind
+
+
+def kind_of(path: Path) -> str:
+    """The kind of an existing sandbox cgroup, read from the files it has (for sweeps)."""
+    return "v1-freezer" if (path / "freezer.state").exists() else "v2"
 
 
 def _mounts() -> list[tuple[str, str, str]]:

@@ -7,6 +7,7 @@ boot of one host.
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import time
@@ -48,15 +49,15 @@ def same_process(pid: int | None, start_ticks: int | None, boot: str | None, thi
 def owner_record(max_lifetime: float | None = None) -> dict[str, Any]:
     """This driver process as a sandbox owner: pid, start time, boot id, host, creation time and
     the maximum lifetime after which a sweep may remove the sandbox even if the owner lives."""
-    st = proc_stat(os.getpid())
-    return {
-        "pid": os.getpid(),
-        "start_ticks": st[2] if st else None,
-        "boot_id": boot_id(),
-        "host": socket.gethostname(),
-        "created": time.time(),
-        "max_lifetime": max_lifetime,
-    }
+    return {**_this_process(os.getpid()), "created": time.time(), "max_lifetime": max_lifetime}
+
+
+@functools.lru_cache(maxsize=4)
+def _this_process(pid: int) -> dict[str, Any]:
+    """The parts of the owner record that are fixed for one process (keyed by pid: a forked child
+    is another owner)."""
+    st = proc_stat(pid)
+    return {"pid": pid, "start_ticks": st[2] if st else None, "boot_id": boot_id(), "host": socket.gethostname()}
 
 
 def owner_alive(record: dict[str, Any] | None, *, now: float | None = None) -> bool:

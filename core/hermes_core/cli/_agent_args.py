@@ -17,6 +17,7 @@ from ._common import (
     check_config_backend,
     check_out_dir,
     check_path_options,
+    nonnegative_float,
     nonnegative_int,
     positive_float,
     positive_int,
@@ -62,7 +63,12 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-n", "--concurrency", type=positive_int, default=8, help="rollouts at once (default: 8)")
     p.add_argument("--group-size", type=positive_int, default=1, help="rollouts per task (default: 1)")
     p.add_argument("--out", metavar="DIR", help="output directory; an existing one is resumed")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="one progress line per finished rollout (on a terminal: above the bar)")
+    p.add_argument("--progress-interval", type=nonnegative_float, default=10.0, metavar="SECONDS",
+                   help="when stderr is not a terminal (CI, logs): a plain progress line every SECONDS "
+                   "(default: 10; 0: only at the end)")
 
 
 def error(msg: str) -> Exception:
@@ -239,10 +245,14 @@ def resume_command(args: argparse.Namespace, out: Path) -> str:
     return shlex.join(["hermes", *argv])
 
 
-async def run_with_progress(runner: Any, items: list[Any], label: str, quiet: bool) -> tuple[Any, bool]:
+async def run_with_progress(runner: Any, items: list[Any], label: str, args: argparse.Namespace,
+                            quiet: bool = False) -> tuple[Any, bool]:
+    """Run the rollouts with the progress display of ``--quiet`` / ``-v`` / ``--progress-interval``;
+    returns ``(report, interrupted)``."""
     from ._render import EvalProgress
 
-    with EvalProgress(label, enabled=not quiet) as progress:
+    with EvalProgress(label, enabled=not (quiet or args.quiet), interval=args.progress_interval,
+                      verbose=args.verbose) as progress:
         runner.on_start, runner.on_result = progress.on_start, progress.on_result
         try:
             return await runner.run(items), False
@@ -253,13 +263,14 @@ async def run_with_progress(runner: Any, items: list[Any], label: str, quiet: bo
             return runner.report, True
 
 
-def print_report(report: Any, title: str, resume_cmd: str, interrupted: bool, as_json: bool) -> int:
+def print_report(report: Any, title: str, resume_cmd: str, interrupted: bool, as_json: bool,
+                 group_size: int | None = None) -> int:
     from ._render import print_table
 
     if as_json:
         print(json.dumps(report.summary, indent=2, default=str))
     elif report.records:
-        print_table(report.summary, title, report.records)
+        print_table(report.summary, title, report.records, group_size=group_size)
     if report.out_dir is not None:
         files = ", ".join(str(report.out_dir / n) for n in ("results.jsonl", "trajectories.jsonl", "summary.json"))
         print(f"wrote {files}", file=sys.stderr)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
-import sys
 from pathlib import Path
 from typing import NoReturn
 
@@ -17,6 +16,7 @@ __all__ = [
     "HermesArgumentParser",
     "check_out_dir",
     "check_path_options",
+    "nonnegative_float",
     "nonnegative_int",
     "parse_duration",
     "parse_options",
@@ -76,6 +76,19 @@ def nonnegative_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    return value
+
+
+def nonnegative_float(text: str) -> float:
+    """argparse type: a finite number of seconds >= 0."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds >= 0, got {text!r}")
     return value
 
 

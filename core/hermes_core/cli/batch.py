@@ -110,10 +110,11 @@ def cmd_batch(args: argparse.Namespace) -> int:
             runner.check(items)
             await prepare_agent(agent)
             await check_backends(runner, items)
-            report, interrupted = await run_with_progress(runner, items, Path(args.prompts).name, args.quiet)
+            report, interrupted = await run_with_progress(runner, items, Path(args.prompts).name, args)
         finally:
             await close_agent(agent)
             await rt.aclose()
-        return print_report(report, f"batch {Path(args.prompts).name}", resume_command(args, out), interrupted, False)
+        return print_report(report, f"batch {Path(args.prompts).name}", resume_command(args, out), interrupted, False,
+                            group_size=args.group_size)
 
     return asyncio.run(main())

@@ -90,11 +90,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
             runner.check(items)
             await prepare_agent(agent)
             await check_backends(runner, items)
-            report, interrupted = await run_with_progress(runner, items, args.env, args.quiet or args.json)
+            report, interrupted = await run_with_progress(runner, items, args.env, args, quiet=args.json)
         finally:
             await close_agent(agent)
             await rt.aclose()
         resume = resume_command(args, out)
-        return print_report(report, f"{args.env} · agent {args.agent}", resume, interrupted, args.json)
+        return print_report(report, f"{args.env} · agent {args.agent}", resume, interrupted, args.json,
+                            group_size=args.group_size)
 
     return asyncio.run(main())

@@ -15,7 +15,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Block", "Message", "ToolCall", "clean", "decode_messages", "decode_value", "human_size"]
+__all__ = [
+    "Block",
+    "Message",
+    "ToolCall",
+    "clean",
+    "decode_message",
+    "decode_messages",
+    "decode_value",
+    "human_size",
+    "text_block",
+]
 
 #: Text longer than this (characters) or with more lines is folded, its size shown.
 FOLD_CHARS = 2000
@@ -30,7 +40,7 @@ _TEXT_KEYS = frozenset({"command", "code", "script", "content", "patch", "output
 _ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
 #: Other control characters (a hostile sandbox may print them to reach the reader's terminal).
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-_THINK = re.compile(r"^\s*<think>(.*?)</think>\s*", re.S)
+_THINK = re.compile(r"^\s*<think>(.*?)</think>\s*", re.DOTALL)
 _IMAGE_URL = re.compile(r"^data:image/(png|jpeg|gif|webp);base64,[A-Za-z0-9+/=]")
 
 
@@ -73,9 +83,13 @@ class Block:
 
 @dataclass
 class ToolCall:
+    """One tool call: ``arguments`` decoded for display; ``raw`` is the parsed arguments value
+    (``None`` when they were not JSON), for a compact ``name(key=value)`` line."""
+
     id: str | None
     name: str
     arguments: list[Block]
+    raw: Any = None
 
 
 @dataclass
@@ -101,7 +115,8 @@ def clean(text: str) -> str:
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
-def _text_block(text: str, label: str | None = None, kind: str = "text") -> Block:
+def text_block(text: str, label: str | None = None, kind: str = "text") -> Block:
+    """A block of ``text`` (cleaned, cut past :data:`SHOW_CHARS`, marked for folding when long)."""
     size = len(text)
     text = clean(text)
     lines = text.count("\n") + (1 if text and not text.endswith("\n") else 0)
@@ -133,7 +148,7 @@ def decode_value(value: Any) -> tuple[list[Block], bool, int | None]:
     if isinstance(value, list):
         return _parts(value), False, None
     if not isinstance(value, str):
-        return [_text_block(_pretty(value), kind="json")], False, None
+        return [text_block(_pretty(value), kind="json")], False, None
     stripped = value.strip()
     if _image(stripped):
         return [Block("image", stripped, size=len(stripped))], False, None
@@ -147,8 +162,8 @@ def decode_value(value: Any) -> tuple[list[Block], bool, int | None]:
         if isinstance(data, list):
             if data and all(isinstance(p, dict) and "type" in p for p in data):
                 return _parts(data), False, None
-            return [_text_block(_pretty(data), kind="json")], False, None
-    return [_text_block(value)], False, None
+            return [text_block(_pretty(data), kind="json")], False, None
+    return [text_block(value)], False, None
 
 
 def _decode_object(data: dict[str, Any]) -> tuple[list[Block], bool, int | None]:
@@ -174,13 +189,13 @@ def _decode_object(data: dict[str, Any]) -> tuple[list[Block], bool, int | None]
         if _image(v):
             texts.append(Block("image", v, label=k, size=len(v)))
         elif isinstance(v, str) and ("\n" in v or len(v) >= _TEXT_MIN or (k in _TEXT_KEYS and v)):
-            texts.append(_text_block(v, label=k))
+            texts.append(text_block(v, label=k))
         elif k == "exit_code" and exit_code is not None:
             continue  # shown in the message header
         else:
             rest[k] = v
     if rest:
-        blocks.append(_text_block(_pretty(rest), kind="json"))
+        blocks.append(text_block(_pretty(rest), kind="json"))
     blocks.extend(texts)
     return blocks, is_error, exit_code
 
@@ -189,18 +204,18 @@ def _parts(parts: list[Any]) -> list[Block]:
     blocks: list[Block] = []
     for p in parts:
         if isinstance(p, dict) and p.get("type") == "text":
-            blocks.append(_text_block(str(p.get("text", ""))))
+            blocks.append(text_block(str(p.get("text", ""))))
         elif isinstance(p, dict) and p.get("type") in ("image_url", "image"):
             url = p.get("image_url")
             url = url.get("url") if isinstance(url, dict) else url or p.get("url") or p.get("data")
             if _image(url):
                 blocks.append(Block("image", url, label="image", size=len(url)))
             elif isinstance(url, str):  # a remote image is a link: the report makes no requests
-                blocks.append(_text_block(url, label="image URL"))
+                blocks.append(text_block(url, label="image URL"))
             else:
-                blocks.append(_text_block(_pretty(p), kind="json"))
+                blocks.append(text_block(_pretty(p), kind="json"))
         else:
-            blocks.append(_text_block(_pretty(p), kind="json") if not isinstance(p, str) else _text_block(p))
+            blocks.append(text_block(_pretty(p), kind="json") if not isinstance(p, str) else text_block(p))
     return blocks
 
 
@@ -209,54 +224,73 @@ def _arguments(raw: Any) -> list[Block]:
         try:
             value = json.loads(raw) if raw.strip() else {}
         except ValueError:
-            return [_text_block(raw, label="arguments (not JSON)")]
+            return [text_block(raw, label="arguments (not JSON)")]
     else:
         value = raw
     if isinstance(value, dict):
         blocks, _, _ = _decode_object(value)
         return blocks
-    return [_text_block(_pretty(value), kind="json")]
+    return [text_block(_pretty(value), kind="json")]
 
 
 def decode_messages(messages: list[Any]) -> list[Message]:
     """Decode OpenAI-format chat messages for display."""
-    out: list[Message] = []
     names: dict[str, str] = {}
-    for i, m in enumerate(messages):
-        if not isinstance(m, Mapping):
-            out.append(Message("?", [_text_block(_pretty(m), kind="json")], index=i))
+    return [decode_message(m, i, names) for i, m in enumerate(messages)]
+
+
+def decode_message(m: Any, index: int = 0, names: dict[str, str] | None = None) -> Message:
+    """Decode one message (``hermes run`` decodes each as it arrives).
+
+    Args:
+        m: an OpenAI-format chat message.
+        index: its position in the conversation.
+        names: tool-call id → tool name, carried from message to message so a tool result
+            without a ``name`` is named after its call; updated with this message's calls.
+    """
+    names = {} if names is None else names
+    if not isinstance(m, Mapping):
+        return Message("?", [text_block(_pretty(m), kind="json")], index=index)
+    role = str(m.get("role") or "?")
+    msg = Message(role, index=index, name=m.get("name"), tool_call_id=m.get("tool_call_id"))
+    content = m.get("content")
+    reasoning = m.get("reasoning_content") or m.get("reasoning")
+    if role == "assistant" and isinstance(content, str):
+        think = _THINK.match(content)
+        if think and not reasoning:
+            reasoning = think.group(1).strip()
+            content = content[think.end():]
+    if reasoning:
+        r = text_block(str(reasoning), label="reasoning")
+        r.folded = True
+        msg.reasoning = r
+    if role == "tool":
+        msg.blocks, msg.is_error, msg.exit_code = decode_value(content)
+        if msg.name is None and msg.tool_call_id in names:
+            msg.name = names[msg.tool_call_id]
+    elif isinstance(content, list):
+        msg.blocks = _parts(content)
+    elif isinstance(content, str):
+        if content.strip():
+            msg.blocks = [text_block(content)]
+    elif content is not None:
+        msg.blocks = [text_block(_pretty(content), kind="json")]
+    for call in m.get("tool_calls") or []:
+        if not isinstance(call, Mapping):
             continue
-        role = str(m.get("role") or "?")
-        msg = Message(role, index=i, name=m.get("name"), tool_call_id=m.get("tool_call_id"))
-        content = m.get("content")
-        reasoning = m.get("reasoning_content") or m.get("reasoning")
-        if role == "assistant" and isinstance(content, str):
-            think = _THINK.match(content)
-            if think and not reasoning:
-                reasoning = think.group(1).strip()
-                content = content[think.end():]
-        if reasoning:
-            r = _text_block(str(reasoning), label="reasoning")
-            r.folded = True
-            msg.reasoning = r
-        if role == "tool":
-            msg.blocks, msg.is_error, msg.exit_code = decode_value(content)
-            if msg.name is None and msg.tool_call_id in names:
-                msg.name = names[msg.tool_call_id]
-        elif isinstance(content, list):
-            msg.blocks = _parts(content)
-        elif isinstance(content, str):
-            if content.strip():
-                msg.blocks = [_text_block(content)]
-        elif content is not None:
-            msg.blocks = [_text_block(_pretty(content), kind="json")]
-        for call in m.get("tool_calls") or []:
-            if not isinstance(call, Mapping):
-                continue
-            fn = call.get("function") if isinstance(call.get("function"), Mapping) else {}
-            tc = ToolCall(call.get("id"), str(fn.get("name") or "?"), _arguments(fn.get("arguments")))
-            if tc.id:
-                names[tc.id] = tc.name
-            msg.tool_calls.append(tc)
-        out.append(msg)
-    return out
+        fn = call.get("function") if isinstance(call.get("function"), Mapping) else {}
+        raw = fn.get("arguments")
+        tc = ToolCall(call.get("id"), str(fn.get("name") or "?"), _arguments(raw), raw=_parsed(raw))
+        if tc.id:
+            names[tc.id] = tc.name
+        msg.tool_calls.append(tc)
+    return msg
+
+
+def _parsed(raw: Any) -> Any:
+    if isinstance(raw, str):
+        try:
+            return json.loads(raw) if raw.strip() else {}
+        except ValueError:
+            return None
+    return raw

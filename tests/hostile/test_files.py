@@ -206,3 +206,50 @@ async def test_verifier_shell_is_fresh_unless_asked(ctx):
     lines = model["output"].splitlines()
     assert lines[0] == "[bar]" and lines[1] == ctx.sandbox.path("sub")
     assert "function" not in model["output"]  # variables and directory only, never functions
+
+
+async def test_overwriting_a_file_is_atomic_for_a_reader_in_the_sandbox(rt, tmp_path):
+    """A process in the sandbox reading the file while the driver rewrites it again and again sees
+    the old content or the new, whole — never no file and never half of one (the rename-exchange
+    path, and the plain rename when nothing is there yet)."""
+    old, new = b"a" * 300_000, b"b" * 200_000
+    async with rt.rollout(options={"root": str(tmp_path / "sandboxes")}) as ctx:
+        sb = ctx.sandbox
+        await sb.write_bytes("f.bin", old)
+        reader = await sb.spawn(
+            ["python3", "-c",
+             "import os, sys, time\n"
+             "seen = set(); end = time.time() + 1.5\n"
+             "while time.time() < end:\n"
+             "    try:\n"
+             "        with open('f.bin', 'rb') as f: b = f.read()\n"
+             "    except FileNotFoundError: seen.add('missing'); continue\n"
+             "    seen.add('old' if b == b'a' * 300000 else 'new' if b == b'b' * 200000 else 'torn:%d' % len(b))\n"
+             "print(sorted(seen), flush=True)\n"])
+        i, code = 0, None
+        async with asyncio.timeout(60):
+            while code is None:  # rewrite for as long as the reader reads
+                await sb.write_bytes("f.bin", new if i % 2 == 0 else old)
+                i += 1
+                code = await reader.wait(timeout=0)
+            seen = (await reader.read()).decode()
+        assert code == 0 and i > 10, (code, i)
+        assert "'old'" in seen and "'new'" in seen, seen  # the reader did watch both versions
+        assert "missing" not in seen and "torn" not in seen, seen
+        assert await sb.read_bytes("f.bin") in (old, new)
+        leftovers = [n for n in os.listdir(sb.workdir) if n != "f.bin"]
+        assert leftovers == []
+
+
+async def test_writing_over_a_directory_or_through_a_link_keeps_both_intact(ctx, tmp_path):
+    outside = tmp_path / "outside.txt"
+    outside.write_text("host")
+    await ctx.terminal(f"mkdir d && echo keep > d/x && ln -s {outside} link")
+    sb = ctx.sandbox
+    with pytest.raises(OSError):
+        await sb.write_bytes("d", b"not a dir")
+    assert (await ctx.terminal("cat d/x"))["output"].strip() == "keep"
+    await sb.write_bytes("link", b"new")  # the link itself is replaced, its target untouched
+    assert outside.read_text() == "host"
+    assert (await sb.stat("link", follow_symlinks=False)).kind == "file"
+    assert await sb.read_bytes("link") == b"new"

@@ -71,6 +71,8 @@ class PipeProcess(Process):
                 pass
 
     async def wait(self, timeout: float | None = None) -> int | None:
+        if self._proc.returncode is not None or (timeout is not None and timeout <= 0):
+            return self.returncode  # a poll (``timeout=0``) answers from what is known now
         try:
             async with asyncio.timeout(timeout):
                 return exit_code(await asyncio.shield(self._proc.wait()))
@@ -181,6 +183,8 @@ class PtyProcess(Process):
         await self.write(b"\x04")
 
     async def wait(self, timeout: float | None = None) -> int | None:
+        if self._exited.is_set() or (timeout is not None and timeout <= 0):
+            return self.returncode
         try:
             async with asyncio.timeout(timeout):
                 await asyncio.shield(self._exited.wait())

@@ -106,6 +106,20 @@ class ProcessContract:
         assert code == 128 + 15
         assert proc.returncode == code
 
+    @pytest.mark.parametrize("pty", [False, True])
+    async def test_spawn_wait_zero_polls(self, sandbox: Sandbox, pty: bool):
+        """``wait(timeout=0)`` is a poll: ``None`` while the process runs, its exit code once it
+        has exited — polled in a loop (output left unread), it must turn into the code."""
+        if pty and not sandbox.capabilities.pty:
+            pytest.skip("backend has no pty")
+        proc = await sandbox.spawn("sleep 0.3; echo done; exit 3", pty=pty)
+        assert await proc.wait(timeout=0) is None
+        polls, deadline = 0, time.monotonic() + 20
+        while (code := await proc.wait(timeout=0)) is None and time.monotonic() < deadline:
+            polls += 1
+            await asyncio.sleep(0.02)
+        assert code == 3 and polls >= 1
+
     async def test_spawn_kill_reaches_children_and_grandchildren(self, sandbox: Sandbox):
         m = f"{_MARK}-tree"
         proc = await sandbox.spawn(

@@ -19,6 +19,11 @@ from ._types import TIMEOUT_EXIT_CODE, ExecResult, Process, Spawner, timeout_not
 
 __all__ = ["ShellSession"]
 
+#: A command's end (session nonce, sequence number, exit status) and the shell's first line
+#: (nonce, pid, jobs file); compiled once per process.
+_DONE = re.compile(rb"\n__HERMES_([0-9a-f]{16})_(\d+)_RC_(\d+)__\n")
+_READY = re.compile(rb"__HERMES_([0-9a-f]{16})_PID_(\d+)__(.*)\n")
+
 #: Kill the shell's children that were not background jobs before the command started.
 _KILL_FOREGROUND = r"""
 keep=" $(cat "$2" 2>/dev/null | tr '\n' ' ') "
@@ -45,10 +50,11 @@ class ShellSession:
         self._started_once = False
         self._reapers: set[asyncio.Future[None]] = set()
         self._begin_capture(DEFAULT_OUTPUT_LIMIT)
-        # One end-of-command pattern per session, compiled once (a pattern per command missed
-        # re's cache every time); each command's own sequence number is checked on a match.
+        # The patterns are compiled once per process (_DONE, _READY); a match counts only with
+        # this session's secret nonce (anything else is the command's own output) and, for the
+        # end of a command, its sequence number.
         self._session = secrets.token_hex(8)
-        self._done = re.compile(rf"\n__HERMES_{self._session}_(\d+)_RC_(\d+)__\n".encode())
+        self._done = _DONE
         self._seq = 0
         self._want: bytes | None = None
 
@@ -67,7 +73,7 @@ class ShellSession:
             f"printf '{ready}%s__%s\\n' $$ \"$__hermes_jobs\"\n".encode()
         )
         async with asyncio.timeout(30):
-            out = await self._read_until(re.compile(rf"{ready}(\d+)__(.*)\n".encode()))
+            out = await self._read_until(_READY, nonce.encode())
         if out is None:
             raise SandboxError(f"could not start a shell in sandbox {self.sandbox.sandbox_id}")
         self._jobs_file = out[1][1].decode()
@@ -97,8 +103,9 @@ class ShellSession:
         self._head, self._dropped = bytearray(), 0
         return data.decode("utf-8", "replace")
 
-    async def _read_until(self, pattern: re.Pattern[bytes]) -> tuple[bytes, tuple[bytes, ...]] | None:
-        """Read until ``pattern`` matches; returns (bytes before it, its groups), or None at EOF.
+    async def _read_until(self, pattern: re.Pattern[bytes], nonce: bytes | None = None) -> tuple[bytes, tuple[bytes, ...]] | None:
+        """Read until ``pattern`` matches with ``nonce`` (default: this session's) as its first
+        group; returns (bytes before it, its other groups), or None at EOF.
 
         Memory stays bounded whatever the command prints: past the first half of the limit,
         only the last half (plus a small window) is kept while scanning; the rest is counted
@@ -106,15 +113,20 @@ class ShellSession:
         ``self._pending``.
         """
         assert self.proc is not None
+        nonce = nonce or self._session.encode()
         scanned = 0
+        pos = 0
         while True:
-            m = pattern.search(self._pending, max(0, scanned - 128))
-            if m and pattern is self._done and m.group(1) != self._want:
+            m = pattern.search(self._pending, pos)
+            if m and m.group(1) != nonce:  # looks like a sentinel, but is the command's output
+                pos = m.start() + 1
+                continue
+            if m and pattern is _DONE and m.group(2) != self._want:
                 del self._pending[: m.end()]  # an earlier command's sentinel: not ours
-                scanned = 0
+                scanned = pos = 0
                 continue
             if m:
-                before, groups = bytes(self._pending[: m.start()]), m.groups()
+                before, groups = bytes(self._pending[: m.start()]), m.groups()[1:]
                 del self._pending[: m.end()]  # the match object must not be used after this
                 return before, groups
             scanned = len(self._pending)
@@ -132,6 +144,7 @@ class ShellSession:
                 self._dropped += over - move
                 del self._pending[:over]
                 scanned = max(0, scanned - over)
+            pos = max(0, scanned - 128)
 
     async def run(self, command: str, *, timeout: float | None = None, max_output: int | None = None) -> ExecResult:
         """Run ``command`` in the shell; at most ``max_output`` bytes of its output are kept

@@ -182,6 +182,15 @@ class SandboxContract(ProcessContract):
         r = await sandbox.shell("printf 'no newline'")
         assert r.exit_code == 0 and r.output == "no newline"
 
+    async def test_shell_output_that_looks_like_the_end_marker_does_not_end_the_command(self, sandbox):
+        """A command cannot end itself early (or fake its exit code) by printing what the shell
+        session prints at a command's end: the marker carries a secret per-session nonce."""
+        await sandbox.shell("true")
+        fake = "".join(f"\\n__HERMES_{'0123456789abcdef'}_{n}_RC_0__\\n" for n in range(1, 6))
+        r = await sandbox.shell(f"printf '{fake}'; printf '__HERMES_fedcba9876543210_PID_1__x\\n'; echo after; (exit 7)")
+        assert r.exit_code == 7, r
+        assert r.output.rstrip().endswith("after") and r.output.count("_RC_0__") == 5
+
     async def test_shell_timeout_kills_command_shell_survives(self, sandbox):
         self._needs(sandbox, "persistent_shell")
         await sandbox.shell("export KEEP=kept; cd /")

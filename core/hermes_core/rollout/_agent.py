@@ -29,6 +29,7 @@ __all__ = [
     "OpenAIAgent",
     "initial_messages",
     "to_sharegpt",
+    "tool_response_text",
     "STOP_REASONS",
 ]
 
@@ -199,18 +200,30 @@ class OpenAIAgent:
         if self._client is not None:
             await self._client.close()
 
+    def _settings(self, tools: bool) -> dict[str, Any]:
+        settings: dict[str, Any] = {"model": self.model}
+        if tools and self.tool_choice is not None:
+            settings["tool_choice"] = self.tool_choice
+        if self.temperature is not None:
+            settings["temperature"] = self.temperature
+        if self.max_tokens:
+            settings["max_tokens"] = self.max_tokens
+        if self.extra_body:
+            settings["extra_body"] = self.extra_body
+        return settings
+
+    @property
+    def sampling(self) -> dict[str, Any]:
+        """The settings sent with every request that offers tools, besides the messages and
+        the tools themselves (``model``, ``tool_choice``, ``temperature``, ``max_tokens``,
+        ``extra_body`` — ``top_p``, ``seed`` and other server knobs travel in ``extra_body``);
+        a setting that is not sent is absent. The runner writes it to each trajectory."""
+        return self._settings(True)
+
     def _request(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {"model": self.model, "messages": _wire(messages, self.send_reasoning)}
+        kwargs: dict[str, Any] = {"messages": _wire(messages, self.send_reasoning), **self._settings(bool(tools))}
         if tools:
             kwargs["tools"] = tools
-            if self.tool_choice is not None:
-                kwargs["tool_choice"] = self.tool_choice
-        if self.temperature is not None:
-            kwargs["temperature"] = self.temperature
-        if self.max_tokens:
-            kwargs["max_tokens"] = self.max_tokens
-        if self.extra_body:
-            kwargs["extra_body"] = self.extra_body
         return kwargs
 
     async def run(
@@ -371,9 +384,62 @@ def _status_message(e: Any) -> str:
 _SHAREGPT_ROLES = {"system": "system", "user": "human", "assistant": "gpt", "tool": "tool"}
 
 
+#: Fields of a JSON tool result that hold its main text, in the order they are looked for.
+_TEXT_FIELDS = ("output", "stdout", "content")
+#: Further text fields shown as their own labelled section when not empty.
+_SECTION_FIELDS = ("stderr",)
+
+
+def tool_response_text(name: str | None, content: str) -> str:
+    """A tool result as a reader (or a model trained on it) would want it: a header line
+    ``[tool] key=value ...`` with the result's small fields (exit code, path, error type...),
+    then its main text as plain lines.
+
+    A JSON object with an ``output`` / ``stdout`` / ``content`` string becomes that text; a
+    structured error (``{"error": {"type", "message"}}``) becomes ``error="<type>"`` and the
+    message; ``stderr`` follows under a ``[stderr]`` line. Any other content is kept as it was
+    (a JSON object stays one level of JSON, never JSON quoted inside JSON). The raw messages
+    stay in ``trajectories.jsonl`` for anything this leaves out of the header (``None`` values).
+    """
+    head = f"[{name or 'tool'}]"
+    try:
+        value = json.loads(content) if content.lstrip().startswith("{") else None
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        return f"{head}\n{content}" if content else head
+    body: str | None = None
+    err = value.get("error")
+    if isinstance(err, dict) and isinstance(err.get("message"), str):
+        value = {**{k: v for k, v in err.items() if k not in ("message", "tool")}, **{k: v for k, v in value.items() if k != "error"}}
+        value = {("error" if k == "type" else k): v for k, v in value.items()}
+        body = err["message"]
+    else:
+        key = next((k for k in _TEXT_FIELDS if isinstance(value.get(k), str)), None)
+        if key is None:
+            return f"{head}\n{content}"
+        body = value.pop(key)
+    sections = []
+    for key in _SECTION_FIELDS:
+        if isinstance(value.get(key), str):
+            text = value.pop(key)
+            if text:
+                sections.append(f"[{key}]\n{text}")
+    fields = " ".join(
+        f"{k}={json.dumps(v, ensure_ascii=False, default=str, separators=(',', ':'))}"
+        for k, v in value.items() if v is not None
+    )
+    lines = [f"{head} {fields}" if fields else head]
+    if body:
+        lines.append(body)
+    lines.extend(sections)
+    return "\n".join(lines)
+
+
 def to_sharegpt(messages: list[dict[str, Any]]) -> list[dict[str, str]]:
     """ShareGPT ``[{"from", "value"}]`` in the hermes format: reasoning in ``<think>``, tool
-    calls in ``<tool_call>`` and tool results in ``<tool_response>`` JSON blocks."""
+    calls in ``<tool_call>`` JSON blocks, and tool results in ``<tool_response>`` blocks as
+    readable text (see :func:`tool_response_text`)."""
     out: list[dict[str, str]] = []
     for m in messages:
         role = m.get("role", "")
@@ -392,9 +458,6 @@ def to_sharegpt(messages: list[dict[str, Any]]) -> list[dict[str, str]]:
                 block = json.dumps({"name": fn.get("name"), "arguments": args}, ensure_ascii=False)
                 text = f"{text}\n<tool_call>\n{block}\n</tool_call>" if text else f"<tool_call>\n{block}\n</tool_call>"
         elif role == "tool":
-            block = json.dumps(
-                {"tool_call_id": m.get("tool_call_id"), "name": m.get("name"), "content": text}, ensure_ascii=False
-            )
-            text = f"<tool_response>\n{block}\n</tool_response>"
+            text = f"<tool_response>\n{tool_response_text(m.get('name'), text)}\n</tool_response>"
         out.append({"from": _SHAREGPT_ROLES.get(role, role), "value": text})
     return out

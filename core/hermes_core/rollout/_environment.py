@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..config import validation_message
 from ..errors import ConfigError, SetupError
+from ..tools._dispatch import truncate
 from ._task import AgentResult, TaskItem, VerifierOutcome
 
 if TYPE_CHECKING:
@@ -31,7 +32,26 @@ __all__ = [
     "Verifier",
     "normalize_score",
     "run_verifier",
+    "error_text",
+    "traceback_text",
 ]
+
+#: Characters kept of an error message and of a traceback in a result record (head and tail).
+ERROR_CHARS = 4000
+TRACEBACK_CHARS = 16000
+
+
+def error_text(text: str, limit: int = ERROR_CHARS) -> str:
+    """``text`` bounded to ``limit`` characters (head and tail, with a note of the cut): an
+    exception's message can hold whatever the sandbox printed."""
+    return truncate(text, limit)
+
+
+def traceback_text(exc: BaseException, limit: int = TRACEBACK_CHARS) -> str:
+    """The formatted traceback of ``exc`` (chained causes included), bounded like :func:`error_text`."""
+    import traceback
+
+    return truncate("".join(traceback.format_exception(exc)), limit)
 
 #: ``async def verifier(item, result, ctx) -> float | dict[str, float]`` (sync functions too).
 Verifier = Callable[..., Any]
@@ -248,7 +268,8 @@ async def run_verifier(
     """Run a verifier (async, or sync in a worker thread with a blocking ToolContext).
 
     Never raises (except on cancellation): an exception, a timeout or a bad return value
-    scores 0.0 and is recorded as the outcome's ``error``.
+    scores 0.0 and is recorded as the outcome's ``error`` (bounded); when the verifier
+    raised, its bounded traceback is the outcome's ``traceback``.
     """
     try:
         async with asyncio.timeout(timeout) as deadline:
@@ -258,11 +279,14 @@ async def run_verifier(
                 value = await _in_own_thread(fn, item, result, ctx.sync())
                 if inspect.isawaitable(value):
                     value = await value
-        reward, scores = normalize_score(value)
     except TimeoutError as e:
         if deadline.expired():
             return VerifierOutcome(0.0, {}, f"verifier timed out after {timeout:g}s")
-        return VerifierOutcome(0.0, {}, f"verifier raised TimeoutError: {e}")
+        return VerifierOutcome(0.0, {}, error_text(f"verifier raised TimeoutError: {e}"), traceback_text(e))
     except Exception as e:
-        return VerifierOutcome(0.0, {}, f"verifier raised {type(e).__name__}: {e}")
+        return VerifierOutcome(0.0, {}, error_text(f"verifier raised {type(e).__name__}: {e}"), traceback_text(e))
+    try:
+        reward, scores = normalize_score(value)
+    except TypeError as e:  # a bad return value: the message says what came back; no traceback
+        return VerifierOutcome(0.0, {}, error_text(f"verifier raised TypeError: {e}"))
     return VerifierOutcome(reward, scores)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ._stats import passed, run_stats, stats_dict
 
 __all__ = ["RESULTS", "TRAJECTORIES", "SUMMARY", "ResultsDir", "summarize", "passed"]
 
@@ -27,11 +28,6 @@ _KEY_NAMES = {
     "group_size": "group size (--group-size)",
     "backend": "backend (--backend)",
 }
-
-
-def passed(reward: float | None) -> bool:
-    """A rollout passes when its reward is 1.0 (within float noise)."""
-    return reward is not None and reward >= 1.0 - 1e-9
 
 
 class ResultsDir:
@@ -152,8 +148,20 @@ def summarize(
     duration: float | None = None,
     interrupted: bool = False,
     planned: int | None = None,
+    group_size: int | None = None,
 ) -> dict[str, Any]:
-    """Aggregate records: overall and per-task mean reward, pass rate, tool errors, time."""
+    """Aggregate records: overall and per-task mean reward, pass rate, pass@k, std, tool and
+    infra errors, tokens and the time split (every key is described in ``docs/eval.md``).
+
+    Args:
+        group_size: pass@k is given for k = 1 .. ``group_size`` (default: the run info's
+            ``group_size``, else as many as a task's scored rollouts allow); a k larger than
+            a task's scored rollouts is left out, not estimated.
+    """
+    if group_size is None:
+        g = (run_info or {}).get("group_size")
+        group_size = g if isinstance(g, int) and not isinstance(g, bool) and g > 0 else None
+    stats = run_stats(records, group_size=group_size)
     per_task: dict[str, dict[str, Any]] = {}
     for rec in records:
         t = per_task.setdefault(rec["task_id"], {"rollouts": 0, "rewards": [], "tool_errors": 0, "errors": 0, "time": 0.0})
@@ -172,6 +180,7 @@ def summarize(
             "mean_reward": sum(rewards) / len(rewards) if rewards else None,
             "pass_rate": sum(passed(r) for r in rewards) / len(rewards) if rewards else None,
             "mean_time": total_time / t["rollouts"],
+            **stats_dict(stats.tasks[str(task_id)]),
         }
     rewards = [float(r["reward"]) for r in records if r.get("reward") is not None]
     usage: dict[str, int] = {}
@@ -195,5 +204,6 @@ def summarize(
         "usage": usage,
         "duration": duration,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **stats_dict(stats.overall),
         "per_task": tasks_out,
     }

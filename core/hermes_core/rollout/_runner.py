@@ -9,6 +9,7 @@ keeps them and a rerun with the same output directory resumes where it stopped.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -23,7 +24,9 @@ from ._environment import (
     SetupError,
     TaskItem,
     VerifierOutcome,
+    error_text,
     run_verifier,
+    traceback_text,
 )
 from ._results import ResultsDir, passed, summarize
 
@@ -137,6 +140,9 @@ class Runner:
         if guard_resume:
             self.run_info["backend"] = self.backend
             self.run_info["group_size"] = group_size
+        sampling = _sampling(agent)
+        if sampling is not None:  # what the model is sent, for whoever reads summary.json
+            self.run_info.setdefault("sampling", sampling)
         self.out = ResultsDir(out_dir, self.run_info) if out_dir is not None else None
         self.on_start = on_start
         self.on_result = on_result
@@ -300,7 +306,7 @@ class Runner:
     def _summary(self, report: RunReport, started: float, *, interrupted: bool, running: bool = False) -> dict[str, Any]:
         summary = summarize(
             report.records, run_info=self.run_info, duration=round(time.monotonic() - started, 3),
-            interrupted=interrupted, planned=report.planned,
+            interrupted=interrupted, planned=report.planned, group_size=self.group_size,
         )
         if running:
             summary["status"] = "running"
@@ -323,13 +329,16 @@ class Runner:
         outcome: VerifierOutcome | None = None
         error: str | None = None
         sandbox_id = None
+        phase = _Phases(loop, t0)
+        offered: list[dict[str, Any]] = []
+        artifacts_dir = self.out.path / "artifacts" / rollout_id(item.id, group_index) if self.out is not None else None
         try:
             async with self.runtime.rollout(backend=backend, options=options, toolsets=toolsets) as ctx:
                 sandbox_id = ctx.task_id
-                if self.out is not None:  # where an environment collects this rollout's files
-                    ctx.artifacts_dir = self.out.path / "artifacts" / rollout_id(item.id, group_index)
+                if artifacts_dir is not None:  # where an environment collects this rollout's files
+                    ctx.artifacts_dir = artifacts_dir
                 try:
-                    result, outcome, error = await self._inside(item, ctx, t0 + cfg.timeout, result)
+                    result, outcome, error = await self._inside(item, ctx, t0 + cfg.timeout, result, phase, offered)
                 finally:
                     try:
                         await _uncancellable(ctx.cleanup())
@@ -338,7 +347,8 @@ class Runner:
         except asyncio.CancelledError:
             raise
         except Exception as e:  # the sandbox could not be created or started
-            error = f"sandbox ({backend}) failed: {type(e).__name__}: {e}"
+            error = error_text(f"sandbox ({backend}) failed: {type(e).__name__}: {e}")
+            phase.end("setup")  # a no-op when the sandbox failed after the setup phase
         # The sandbox could not start, the task's setup failed, or the model API failed (a 404,
         # 401, context overflow, 5xx after retries): the agent's work was not what ended the
         # rollout, so there is nothing to score. Such a rollout gets no reward (it is not counted
@@ -364,13 +374,18 @@ class Runner:
             "infra_error": infra_error,
             "infra_kind": ("api" if api_error else "sandbox") if infra_error else None,
             "agent_error": result.error,
+            "agent_traceback": phase.agent_traceback,
             "verifier_error": outcome.error if outcome is not None else None,
+            "verifier_traceback": outcome.traceback if outcome is not None else None,
             "backend": backend,
             "image": options.get("image"),
             "image_unused": item.image if item.image and not options.get("image") else None,
             "sandbox_id": sandbox_id,
             "duration": round(loop.time() - t0, 4),
+            "timings": phase.timings(),
+            "artifacts": await _artifacts(artifacts_dir, self.out.path) if self.out is not None else None,
         }
+        record["timings"]["total"] = record["duration"]
         if _sink is not None:
             _sink(record)
         if self.out is not None:
@@ -379,6 +394,8 @@ class Runner:
                 "task_id": item.id,
                 "group_index": group_index,
                 "reward": reward,
+                "tools": offered,
+                "sampling": _sampling(self.agent),
                 "messages": result.messages,
                 "conversations": to_sharegpt(result.messages),
             }
@@ -386,21 +403,27 @@ class Runner:
         return Rollout(record, result, outcome)
 
     async def _inside(
-        self, item: TaskItem, ctx: ToolContext, deadline: float, result: AgentResult
+        self, item: TaskItem, ctx: ToolContext, deadline: float, result: AgentResult,
+        phase: _Phases, offered: list[dict[str, Any]],
     ) -> tuple[AgentResult, VerifierOutcome | None, str | None]:
         cfg = self.env_config
         if self.environment is not None:
             try:
                 async with asyncio.timeout_at(deadline) as limit:
-                    await self.environment.setup(item, ctx)
+                    try:
+                        await self.environment.setup(item, ctx)
+                    finally:
+                        phase.end("setup")
             except TimeoutError as e:
                 if limit.expired():
                     return result, None, f"setup of task {item.id!r} did not finish within {cfg.timeout:g}s"
-                return result, None, f"setup of task {item.id!r} raised TimeoutError: {e}"
+                return result, None, error_text(f"setup of task {item.id!r} raised TimeoutError: {e}")
             except SetupError as e:
-                return result, None, str(e)
+                return result, None, error_text(str(e))
             except Exception as e:
-                return result, None, f"setup of task {item.id!r} raised {type(e).__name__}: {e}"
+                return result, None, error_text(f"setup of task {item.id!r} raised {type(e).__name__}: {e}")
+        phase.end("setup")
+        offered.extend(ctx.tool_schemas())  # what an agent is offered (the openai agent sends these)
         try:
             kw = dict(system_prompt=cfg.system_prompt, max_turns=cfg.max_turns, deadline=deadline)
             if self.environment is not None:
@@ -409,14 +432,74 @@ class Runner:
                 result = await self.agent.run(item, ctx, **kw)
         except Exception as e:  # a buggy agent must not take the run down
             result.stop_reason = "agent_error"
-            result.error = f"agent {type(self.agent).__name__} raised {type(e).__name__}: {e}"
+            result.error = error_text(f"agent {type(self.agent).__name__} raised {type(e).__name__}: {e}")
             result.tool_errors = list(ctx.tool_errors)
+            phase.agent_traceback = traceback_text(e)
+        phase.end("agent")
         if result.stop_reason == "api_error":
             return result, None, None  # the model server failed: not the agent's score
         if self.verifier is None:
             return result, None, None
         outcome = await run_verifier(self.verifier, item, result, ctx, timeout=cfg.verifier_timeout)
+        phase.end("verifier")
         return result, outcome, None
+
+
+class _Phases:
+    """The time split of one rollout: ``setup`` (sandbox start and the task's setup), ``agent``,
+    ``verifier``, each ended once, in that order; a phase that never ran stays ``None``."""
+
+    __slots__ = ("_loop", "_mark", "_spent", "agent_traceback")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, t0: float):
+        self._loop = loop
+        self._mark = t0
+        self._spent: dict[str, float | None] = {"setup": None, "agent": None, "verifier": None}
+        self.agent_traceback: str | None = None
+
+    def end(self, name: str) -> None:
+        if self._spent[name] is not None:
+            return
+        now = self._loop.time()
+        self._spent[name] = round(now - self._mark, 4)
+        self._mark = now
+
+    def timings(self) -> dict[str, float | None]:
+        return dict(self._spent)
+
+
+#: Files listed per rollout in a record's ``artifacts`` at most (the folder keeps them all).
+MAX_ARTIFACTS = 1000
+
+
+async def _artifacts(folder: Path | None, run_dir: Path) -> list[str]:
+    """Files under a rollout's artifacts folder, as paths relative to the run directory."""
+    if folder is None:
+        return []
+
+    def walk() -> list[str]:
+        found: list[str] = []
+        for top, dirs, files in os.walk(folder):  # symlinked folders are not followed
+            dirs.sort()
+            for name in sorted(files):
+                path = Path(top, name)
+                if path.is_file() and not path.is_symlink():
+                    found.append(path.relative_to(run_dir).as_posix())
+                    if len(found) >= MAX_ARTIFACTS:
+                        return found
+        return found
+
+    if not folder.exists():  # the common case: no environment collected files; no thread hop
+        return []
+    return await asyncio.to_thread(walk)
+
+
+def _sampling(agent: Any) -> dict[str, Any] | None:
+    """The request settings an agent sends with every model call (its ``sampling`` mapping:
+    model, temperature, max_tokens, tool_choice, extra_body...), ``None`` for agents without
+    one (the oracle calls no model)."""
+    value = getattr(agent, "sampling", None)
+    return dict(value) if isinstance(value, Mapping) else None
 
 
 def task_set_digest(items: Sequence[TaskItem]) -> str:

@@ -97,8 +97,10 @@ class TaskItem(BaseModel):
 
 @dataclass
 class VerifierOutcome:
-    """A verifier's reward, its named scores, and the error when it failed."""
+    """A verifier's reward, its named scores, and the error when it failed (with the
+    traceback, bounded, when the verifier raised)."""
 
     reward: float
     scores: dict[str, float] = field(default_factory=dict)
     error: str | None = None
+    traceback: str | None = None

@@ -8,6 +8,7 @@ with no control codes: one every ``interval`` seconds, one per finished rollout 
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -234,11 +235,32 @@ def _seconds(s: float | None) -> str:
 
 
 def _middle(text: str, width: int) -> str:
-    """``text`` cut in the middle to ``width`` characters (task ids differ at both ends)."""
+    """``text`` cut in the middle to ``width`` characters."""
     if len(text) <= width:
         return text
     head = (width - 1) // 2
     return f"{text[:head]}…{text[len(text) - (width - 1 - head):]}"
+
+
+def _shared_prefix(ids: Sequence[str]) -> int:
+    """Length of the prefix every id shares, ending at a separator (``terminal-bench/``)."""
+    if len(ids) < 2:
+        return 0
+    n = len(os.path.commonprefix(list(ids)))
+    while n > 0 and ids[0][n - 1] not in "/-_.: ":
+        n -= 1
+    return n
+
+
+def short_id(task_id: str, width: int, prefix: int = 0) -> str:
+    """A task id in ``width`` characters: a prefix every id shares becomes ``…`` first (the part
+    that tells tasks apart is kept), then the middle is cut."""
+    if len(task_id) <= width:
+        return task_id
+    if 0 < prefix < len(task_id):
+        rest = task_id[prefix:]
+        return "…" + (rest if len(rest) <= width - 1 else _middle(rest, width - 1))
+    return _middle(task_id, width)
 
 
 def shown_ks(ks: Sequence[int], width: int) -> list[int]:
@@ -261,7 +283,7 @@ def print_table(summary: Mapping[str, Any], title: str, records: list[dict[str, 
     from rich.table import Table
     from rich.text import Text
 
-    from ..rollout._stats import run_stats
+    from ..view.stats import run_stats
 
     console = _console(file=file)
     if width is not None:
@@ -285,8 +307,10 @@ def print_table(summary: Mapping[str, Any], title: str, records: list[dict[str, 
     for c in columns:
         table.add_column(c, justify="right", no_wrap=True)
 
+    prefix = _shared_prefix(sorted(stats.tasks))
+
     def row(name: str, t: Any) -> list[str]:
-        cells = [_middle(name, task_width), str(t.rollouts)]
+        cells = [short_id(name, task_width, prefix), str(t.rollouts)]
         if scored:
             cells.append(_fmt(t.mean_reward))
             cells += [_fmt(t.pass_at_k.get(k)) for k in ks]
@@ -298,7 +322,9 @@ def print_table(summary: Mapping[str, Any], title: str, records: list[dict[str, 
         table.add_row(*row(task_id, stats.tasks[task_id]))
     if len(stats.tasks) > 1:
         table.add_section()
-        table.add_row(*row("all", stats.overall), style="bold")
+        all_row = row("", stats.overall)
+        all_row[0] = "all"
+        table.add_row(*all_row, style="bold")
     console.print(table)
 
     o = stats.overall
@@ -312,13 +338,17 @@ def print_table(summary: Mapping[str, Any], title: str, records: list[dict[str, 
     if isinstance(duration, (int, float)):
         parts.append(f"wall {_seconds(float(duration))}")
     console.print(Text("run: " + " · ".join(parts)))
-    parts = []
+    tok = f"tokens {_count(o.tokens)} ({_count(o.mean_tokens)} per rollout)" if has_tokens else "tokens -"
+    line = tok
     if scored and stats.ks:
-        shown = ks if len(stats.ks) > 8 else stats.ks  # the line has room for every k of a small group
-        parts.append("  ".join(f"pass@{k} {_fmt(o.pass_at_k.get(k))}" for k in shown))
-    parts.append(f"tokens {o.tokens} ({_count(o.mean_tokens)} per rollout)" if has_tokens else "tokens -")
-    console.print(Text("     " + " · ".join(parts)))
+        every = "  ".join(f"pass@{k} {_fmt(o.pass_at_k.get(k))}" for k in stats.ks)
+        if len(every) + len(tok) + 8 > width:  # every k of the group when the line has room
+            every = "  ".join(f"pass@{k} {_fmt(o.pass_at_k.get(k))}" for k in ks)
+        line = f"{every} · {tok}"
+    console.print(Text("     " + line))
     notes = ["pass@k: unbiased estimate, mean over tasks"] if scored else []
+    if scored and len(ks) < len(stats.ks):
+        notes[0] += f" (columns {', '.join(map(str, ks))} of 1..{stats.ks[-1]})"
     notes.append("tokens, time: mean per rollout")
     console.print(Text("; ".join(notes), style="dim"))
     shown: set[str] = set()

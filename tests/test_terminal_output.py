@@ -20,6 +20,8 @@ import termios
 import time
 from pathlib import Path
 
+import pytest
+
 from .honest._helpers import (
     HERMES,
     V1Server,
@@ -95,10 +97,11 @@ def test_bad_progress_interval_is_one_line_exit_2(tmp_path):
 # ------------------------------------------------------------------------------ progress on a TTY
 
 
-def test_tty_progress_shows_eta_with_a_stable_width(tmp_path):
+@pytest.mark.parametrize("columns", [80, 120, 140])
+def test_tty_progress_shows_eta_with_a_stable_width(tmp_path, columns):
     prompts = _prompts(tmp_path / "p.jsonl", *["sleep 0.6"] * 5)
     master, slave = os.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 120, 0, 0))
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, columns, 0, 0))
     env = {k: v for k, v in ENV.items() if k != "COLUMNS"}
     proc = subprocess.Popen(_batch(tmp_path, prompts, "-v"), stdout=subprocess.PIPE, stderr=slave,
                             env={**env, "TERM": "xterm-256color"})
@@ -122,11 +125,13 @@ def test_tty_progress_shows_eta_with_a_stable_width(tmp_path):
     text = data.decode(errors="replace")
     assert "\x1b[" in text  # a live display, redrawn in place
     frames = [ANSI.sub("", seg).rstrip() for seg in re.split(r"[\r\n]", text)]
-    bars = [f for f in frames if "ETA" in f and "/5" in f]
+    bars = [f for f in frames if "ETA" in f and "/5 " in f]
     assert len(bars) >= 3, frames
     assert any(re.search(r"ETA \d:\d\d:\d\d", f) for f in bars[:-1]), bars  # an estimate while running
     assert len({len(f) for f in bars}) == 1, bars  # the same width as numbers grow
-    assert "5/5 (100%)" in bars[-1]
+    # One line that fits: nothing wrapped onto a second line on a narrow terminal.
+    assert all(len(f) <= columns and re.search(r"ETA [-\d]:[-\d]{2}:[-\d]{2}( · errors|  err) 0$", f) for f in bars), bars
+    assert re.search(r"5/5 \(?100%", bars[-1]), bars
     assert sum(1 for f in frames if f.startswith("done p")) == 5  # -v lines above the bar
 
 

@@ -65,8 +65,10 @@ class _Counts:
             self.scored += 1
             self.passed += bool(record.get("passed"))
 
-    def line(self, now: float) -> str:
-        """``12/40 (30%) · pass 83% · 0.5/s · elapsed 0:00:24 · ETA 0:00:56``; fixed width per run."""
+    def line(self, now: float, *, compact: bool = False) -> str:
+        """``12/40 (30%) · pass 83% · 0.5/s · elapsed 0:00:24 · ETA 0:00:56 · errors 0``: the
+        same width all run long; ``compact`` (a narrow terminal): ``12/40  30%  pass  83%  0.5/s
+        ETA 0:00:56  err 0``."""
         w = len(str(self.planned))
         finished = self.skipped + self.done
         share = f"{finished / self.planned:4.0%}" if self.planned else "   -"
@@ -75,6 +77,9 @@ class _Counts:
         per_second = self.done / elapsed if self.done and elapsed > 0 else None
         left = self.planned - finished
         eta = left / per_second if per_second else (0.0 if left <= 0 else None)
+        if compact:
+            return (f"{finished:>{w}}/{self.planned} {share}  pass {rate_so_far}  {_rate(per_second)}  "
+                    f"ETA {_clock(eta)}  err {self.errors}")
         return (f"{finished:>{w}}/{self.planned} ({share}) · pass {rate_so_far} · {_rate(per_second)} · "
                 f"elapsed {_clock(elapsed)} · ETA {_clock(eta)} · errors {self.errors}")
 
@@ -185,18 +190,26 @@ class EvalProgress:
         from rich.text import Text
 
         counts, lock = self.counts, self._lock
+        console = _console(file=self.stream)
+        compact = console.width < 130  # the long form needs ~126 columns; the compact one fits 80
+        label_width, bar_width = (12, 10) if compact else (24, 20)
 
         class Stats(ProgressColumn):
             def render(self, task: Any) -> Text:
                 with lock:
-                    return Text(counts.line(time.monotonic()))
+                    return Text(counts.line(time.monotonic(), compact=compact))
 
-        label = self.description if len(self.description) <= 24 else self.description[:23] + "…"
+        label = self.description if len(self.description) <= label_width else self.description[:label_width - 1] + "…"
+
+        class Label(ProgressColumn):
+            def render(self, task: Any) -> Text:
+                return Text(f"{label:<{label_width}}", style="bold")
+
         return Progress(
-            f"[bold]{label}",
-            BarColumn(bar_width=20),
+            Label(),
+            BarColumn(bar_width=bar_width),
             Stats(),
-            console=_console(file=self.stream),
+            console=console,
             refresh_per_second=4,
         )
 

@@ -461,7 +461,7 @@ class _Phases:
         if self._spent[name] is not None:
             return
         now = self._loop.time()
-        self._spent[name] = round(now - self._mark, 4)
+        self._spent[name] = round(now - self._mark, 6)  # a fast phase is not rounded to 0
         self._mark = now
 
     def timings(self) -> dict[str, float | None]:

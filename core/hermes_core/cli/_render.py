@@ -141,8 +141,9 @@ class EvalProgress:
         if self._progress is not None:
             self._progress.stop()
         elif self.enabled and self.counts.started is not None:
-            self._emit(f"{self.description}: {'finished' if exc[0] is None else 'stopped'} · "
-                       f"{self.counts.line(time.monotonic())}")
+            c = self.counts
+            complete = exc[0] is None and c.skipped + c.done >= c.planned
+            self._emit(f"{self.description}: {'finished' if complete else 'stopped'} · {c.line(time.monotonic())}")
 
     # -- the runner's callbacks
 

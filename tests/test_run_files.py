@@ -428,3 +428,19 @@ def test_summary_omits_k_beyond_the_scored_rollouts_and_std_of_one() -> None:
     # the keys other code reads are still there, with their meaning
     assert (s["mean_reward"], s["pass_rate"], s["infra_errors"], s["rollouts"]) == (pytest.approx(0.625), 0.5, 2, 6)
     assert s["per_task"]["b"]["mean_time"] == 1.0 and s["per_task"]["a"]["rollouts"] == 3
+
+
+def test_the_viewer_still_opens_runs_written_without_the_new_fields(tmp_path: Path) -> None:
+    from hermes_core.view.html import transcript_context, write_report
+    from hermes_core.view.loader import Run
+    from hermes_core.view.synthetic import write_synthetic_run
+
+    old = write_synthetic_run(tmp_path / "old", tasks=3, group_size=2, proposed=False)
+    run = Run.open(old)
+    assert "timings" not in run.records[0]
+    ctx = transcript_context(run, 0)
+    assert (ctx["timings"], ctx["tools"], ctx["sampling"]) == ([], [], None)
+    assert run.stats.tasks["task-0000"].time["setup"] is None and run.stats.tasks["task-0000"].time["total"] > 0
+    counts = write_report([run], tmp_path / "old.html")
+    assert counts["rollouts"] == counts["embedded"] == 6
+    assert "tools offered" not in (tmp_path / "old.html").read_text()

@@ -5,8 +5,9 @@ the way ``hermes eval --out`` does (same keys, same line order: each trajectory 
 result), with a deterministic mix of passes, failures, partial rewards, tool errors, infra
 errors, verifier errors with tracebacks, reasoning, long outputs and images (group 0 of tasks 1-4
 is always an image, a tool error, a verifier error and an infra error, in that order). With
-``proposed=True`` the records also carry the fields proposed for the runner (``timings``,
-``verifier_traceback``, trajectory ``tools`` and ``sampling``).
+``proposed=True`` the records also carry the fields newer runners write (``timings``,
+``verifier_traceback``, trajectory ``tools`` and ``sampling``); ``proposed=False`` writes a run
+as older runners did.
 """
 
 from __future__ import annotations

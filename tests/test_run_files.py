@@ -444,3 +444,15 @@ def test_the_viewer_still_opens_runs_written_without_the_new_fields(tmp_path: Pa
     counts = write_report([run], tmp_path / "old.html")
     assert counts["rollouts"] == counts["embedded"] == 6
     assert "tools offered" not in (tmp_path / "old.html").read_text()
+
+
+def test_the_completions_agent_reports_its_sampling_and_it_is_documented() -> None:
+    from hermes_plugins.parsers import CompletionsAgent
+
+    agent = CompletionsAgent("http://127.0.0.1:9/v1", None, model="m", temperature=0.6, max_tokens=99,
+                             max_context=2048, extra_body={"top_p": 0.95})
+    assert agent.sampling == {"model": "m", "server": "vllm", "temperature": 0.6, "max_tokens": 99,
+                              "max_context": 2048, "parser": "hermes", "extra_body": {"top_p": 0.95}}
+    assert "model" not in CompletionsAgent("http://127.0.0.1:9", None, server="sglang").sampling
+    documented = documented_fields(DOCS.read_text())["trajectories"]
+    assert {f"sampling.{k}" for k in agent.sampling} <= documented

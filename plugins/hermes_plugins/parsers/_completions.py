@@ -118,6 +118,22 @@ class CompletionsAgent:
         self.allow_text_only = allow_text_only
         self._client: Any = None
 
+    @property
+    def sampling(self) -> dict[str, Any]:
+        """The generation settings of every request (the runner writes them to each
+        trajectory): ``model`` (vLLM only), ``server``, ``temperature``, ``max_tokens`` (per turn;
+        a request asks for fewer when ``max_context`` leaves less room), ``max_context`` when
+        set, ``parser`` (its name), ``extra_body`` when set."""
+        out: dict[str, Any] = {"server": self.server, "temperature": self.temperature, "max_tokens": self.max_tokens}
+        if self.server == "vllm":
+            out = {"model": self.model, **out}
+        if self.max_context:
+            out["max_context"] = self.max_context
+        out["parser"] = self.parser if isinstance(self.parser, str) else getattr(self.parser, "name", type(self.parser).__name__)
+        if self.extra_body:
+            out["extra_body"] = dict(self.extra_body)
+        return out
+
     # ------------------------------------------------------------------ server
 
     @property

@@ -319,7 +319,6 @@ class Runtime:
 def _raise_nofile_limit() -> None:
     """Raise the soft open-files limit toward the hard one, once per process: every live
     rollout holds pipes and pidfds, and a thousand rollouts need more than the usual 1024."""
-    import logging
     import resource
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -331,6 +330,8 @@ def _raise_nofile_limit() -> None:
         except (ValueError, OSError):
             pass
     if soft < 4096:
+        import logging  # only here: importing it costs ~5 ms of every start
+
         logging.getLogger("hermes").warning(
             "open-files limit is %d (hard limit %s): a few hundred concurrent rollouts will run out of "
             "file descriptors; raise it with `ulimit -n` or the service's LimitNOFILE", soft, hard)

@@ -143,3 +143,28 @@ async def test_verifier_terminal_has_its_own_larger_cap(ctx):
     out = await ctx.terminal("head -c 20000000 /dev/zero | tr '\\0' 'v'")
     assert "bytes of output omitted" in out["output"]
     assert 4_000_000 <= len(out["output"]) <= 4 * 1024 * 1024 + 200
+
+
+@pytest.mark.parametrize("pty", [False, True])
+async def test_unread_background_output_blocks_the_process_not_the_driver(sandbox, pty):
+    """A spawned process that prints 50 MB nobody reads fills a bounded buffer and then waits on
+    its full pipe (or terminal): the driver does not hold its output. Reading then gets every
+    byte, in order."""
+    import asyncio
+
+    from hermes_core.sandbox import HIGH_WATER
+
+    proc = await sandbox.spawn("head -c 50000000 /dev/zero | tr '\\0' 'x'; touch done", pty=pty)
+    await asyncio.sleep(1.5)
+    assert proc.returncode is None and (await sandbox.stat("done")).kind == "missing"  # blocked, not finished
+    held = len(proc._buf)
+    assert 0 < held <= HIGH_WATER + 65536, held
+    total = 0
+    async with asyncio.timeout(120):
+        while chunk := await proc.read(1 << 20):
+            assert set(chunk) <= set(b"x\r\n"), chunk[:80]
+            total += chunk.count(b"x")
+            assert len(proc._buf) <= HIGH_WATER + 65536
+        assert await proc.wait(30) == 0
+    assert total == 50_000_000
+    assert (await sandbox.stat("done")).kind == "file"

@@ -15,7 +15,7 @@ from ._oneshot import run_subprocess
 from ._output import DEFAULT_OUTPUT_LIMIT, OutputBuffer, omitted_note
 from ._owner import owner_alive, owner_record
 from ._shell import ShellSession
-from ._subprocess import PipeProcess, PtyProcess, exit_code, killpg, spawn_subprocess
+from ._subprocess import HIGH_WATER, PipeProcess, PtyProcess, exit_code, killpg, spawn_subprocess
 from ._transfer import extract_tar, skip_reason, tar_dir, write_sparse
 from ._types import (
     TIMEOUT_EXIT_CODE,
@@ -30,6 +30,7 @@ from ._types import (
 
 __all__ = [
     "DEFAULT_OUTPUT_LIMIT",
+    "HIGH_WATER",
     "TIMEOUT_EXIT_CODE",
     "Capabilities",
     "Command",

@@ -38,6 +38,10 @@ exit 0
 class ShellSession:
     """A persistent ``bash`` inside one sandbox (see module docstring)."""
 
+    #: The shell a session spawns (pipes, no terminal): it reads its commands from stdin, so a
+    #: backend may put a first line of its own before them (the local backend joins its cgroup).
+    ARGV = ("bash", "--noprofile", "--norc")
+
     def __init__(self, sandbox: Spawner, *, kill_grace: float = 2.0):
         self.sandbox = sandbox
         self.kill_grace = kill_grace
@@ -65,7 +69,7 @@ class ShellSession:
             await self._discard()
         nonce = secrets.token_hex(8)
         self._pending = bytearray()
-        self.proc = await self.sandbox.spawn(["bash", "--noprofile", "--norc"], pty=False)
+        self.proc = await self.sandbox.spawn(list(self.ARGV), pty=False)
         ready = f"__HERMES_{nonce}_PID_"
         await self.proc.write(
             f"set -m +o history\nexport PAGER=cat GIT_PAGER=cat TERM=dumb\n"

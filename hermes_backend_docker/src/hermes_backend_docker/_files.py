@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from hermes_core.errors import TransferError
 from hermes_core.sandbox import skip_reason, tar_dir, write_sparse
@@ -41,11 +41,31 @@ _MAX_LINKS = 40
 
 
 class _ChunkReader:
-    """A read-only file object over an iterator of byte chunks (for ``tarfile``'s stream mode)."""
+    """A read-only file object over an iterator of byte chunks (for ``tarfile``'s stream mode).
 
-    def __init__(self, chunks: Iterable[bytes]):
+    ``close`` ends the HTTP response it reads from. That matters: the engine keeps tarring (and
+    holds the container) for as long as the response is open, so a download that stops early
+    (a cap, an unsafe entry) and leaves it open made the container's removal hang for minutes.
+    """
+
+    def __init__(self, chunks: Iterable[bytes], close: Callable[[], None] | None = None):
         self._it = iter(chunks)
         self._buf = b""
+        self._close = close
+
+    def close(self) -> None:
+        close, self._close = self._close, None
+        if close is not None:
+            try:
+                close()
+            except Exception:  # noqa: BLE001 - a connection that is already gone is closed enough
+                pass
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def read(self, n: int = -1) -> bytes:
         if not self._buf:
@@ -101,14 +121,13 @@ class Archive:
         import docker.errors
 
         try:
-            chunks, _ = self.api.get_archive(self.container, path)
+            reader = self._open_archive(path)
         except docker.errors.APIError as e:
             # A container being removed answers with engine internals ("RWLayer ... is
             # unexpectedly nil"): say that it is gone when it is, whatever the message.
             self._container_exists()
             raise _path_error(e, path) from None
-        for _ in chunks:  # it worked after all: drain and close the response
-            pass
+        reader.close()  # it worked after all (never drained: it may be a terabyte)
 
     def _container_exists(self) -> None:
         """Raise if the container is gone or stopped (a 404 on a path is ambiguous)."""
@@ -214,21 +233,37 @@ class Archive:
         self._put(parent, body)
         return size
 
-    def _archive_chunks(self, real: str, missing: str) -> Any:
-        """The engine's tar stream of ``real``; a path the engine cannot find is FileNotFoundError."""
+    def _open_archive(self, real: str) -> _ChunkReader:
+        """The engine's tar stream of ``real``, as a reader that owns (and closes) the response.
+
+        The SDK's ``get_archive`` returns a bare generator that keeps its response open until it
+        is garbage-collected, with no way to close it.
+        """
+        api = self.api
+        res = api._get(api._url("/containers/{0}/archive", self.container), params={"path": real}, stream=True)  # noqa: SLF001
+        try:
+            api._raise_for_status(res)  # noqa: SLF001
+            # As the SDK does for raw streams: a long tar must not hit the request timeout.
+            api._disable_socket_timeout(api._get_raw_response_socket(res))  # noqa: SLF001
+        except BaseException:
+            res.close()
+            raise
+        return _ChunkReader(res.iter_content(CHUNK, False), close=res.close)
+
+    def _archive_chunks(self, real: str, missing: str) -> _ChunkReader:
+        """:meth:`_open_archive`; a path the engine cannot find is FileNotFoundError."""
         import docker.errors
 
         try:
-            chunks, _ = self.api.get_archive(self.container, real, chunk_size=CHUNK)
+            return self._open_archive(real)
         except docker.errors.NotFound as e:
             if "no such container" in str(e.explanation or "").lower():
                 raise
             raise FileNotFoundError(missing) from None
-        return chunks
 
     def _open_file(
         self, path: str, max_bytes: int | None = None, cap_name: str = ""
-    ) -> tuple[tarfile.TarFile, tarfile.TarInfo]:
+    ) -> tuple[tarfile.TarFile, tarfile.TarInfo, _ChunkReader]:
         real, st = self._resolve(path, want_dir=False)
         if st["mode"] & _GO_DIR:
             raise IsADirectoryError(f"is a directory in sandbox: {path!r}")
@@ -241,39 +276,50 @@ class Archive:
                 f"({cap_name}); use get_file / download_file" if cap_name == "max_read_bytes" else
                 f"download of {path!r} refused: {st.get('size')} bytes is more than max_download_bytes ({max_bytes})"
             )
-        chunks = self._archive_chunks(real, f"no such file in sandbox: {path!r}")
-        tar = tarfile.open(fileobj=_ChunkReader(chunks), mode="r|")
-        member = tar.next()
+        reader = self._archive_chunks(real, f"no such file in sandbox: {path!r}")
+        try:
+            tar = tarfile.open(fileobj=reader, mode="r|")
+            member = tar.next()
+        except BaseException:
+            reader.close()
+            raise
         if member is None or not member.isreg():
             tar.close()
+            reader.close()
             raise TransferError(f"download of {path!r} did not return a regular file")
-        return tar, member
+        return tar, member, reader
 
     def read(self, path: str, max_bytes: int | None = None) -> bytes:
-        tar, member = self._open_file(path, max_bytes, "max_read_bytes")
+        tar, member, reader = self._open_file(path, max_bytes, "max_read_bytes")
         if max_bytes is not None and member.size > max_bytes:
             tar.close()
+            reader.close()
             raise TransferError(
                 f"refused to read {path!r} into memory: {member.size} bytes is more than the cap of "
                 f"{max_bytes} (max_read_bytes); use get_file / download_file"
             )
-        with tar:
+        with reader, tar:
             f = tar.extractfile(member)
             assert f is not None
             data = _read_exact(f, member.size, path)
         return data
 
     def get_file(self, path: str, local: Path, max_bytes: int | None = None) -> int:
-        tar, member = self._open_file(path, max_bytes, "max_download_bytes")
+        tar, member, reader = self._open_file(path, max_bytes, "max_download_bytes")
         if max_bytes is not None and member.size > max_bytes:
             tar.close()
+            reader.close()
             raise TransferError(
                 f"download of {path!r} refused: {member.size} bytes is more than max_download_bytes ({max_bytes})"
             )
-        local.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=local.parent, prefix=".hermes-part-")
         try:
-            with tar, os.fdopen(fd, "wb") as out:
+            local.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=local.parent, prefix=".hermes-part-")
+        except BaseException:
+            reader.close()
+            raise
+        try:
+            with reader, tar, os.fdopen(fd, "wb") as out:
                 f = tar.extractfile(member)
                 assert f is not None
                 left = member.size
@@ -327,15 +373,23 @@ class Archive:
         real, st = self._resolve(path, want_dir=True)
         if not st["mode"] & _GO_DIR:
             raise NotADirectoryError(f"not a directory in sandbox: {path!r}")
-        chunks = self._archive_chunks(real, f"no such directory in sandbox: {path!r}")
-        local.mkdir(parents=True, exist_ok=True)
-        dest = os.path.realpath(local)
+        reader = self._archive_chunks(real, f"no such directory in sandbox: {path!r}")
         names: list[str] = []
-        with _HostTarFile.open(fileobj=_ChunkReader(chunks), mode="r|") as tar:
+        with reader:
+            local.mkdir(parents=True, exist_ok=True)
+            dest = os.path.realpath(local)
+            self._extract(reader, dest, names, keep_special, skipped, max_bytes)
+        return sorted(names)
+
+    @staticmethod
+    def _extract(
+        reader: _ChunkReader, dest: str, names: list[str], keep_special: bool, skipped: list[str] | None,
+        max_bytes: int | None,
+    ) -> None:
+        with _HostTarFile.open(fileobj=reader, mode="r|") as tar:
             budget = [max_bytes] if max_bytes is not None else None
             tar.extractall(dest, filter=partial(_into, names=names, keep_special=keep_special, skipped=skipped,
                                                budget=budget))
-        return sorted(names)
 
 
 def _trailer(size: int) -> bytes:

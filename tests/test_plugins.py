@@ -214,3 +214,25 @@ def test_entry_point_scan_agrees_with_importlib_metadata(site):
     want = sorted((e.name, e.value, e.dist.name, e.dist.version) for e in metadata.entry_points(group="hermes"))
     assert sorted(entry_points("hermes")) == want
     assert ("odd", "hermes_tp_odd", "Hermes.Odd_Name", "1.2.3") in want
+
+
+def test_tool_schema_is_built_once_and_returned_as_a_fresh_copy():
+    from hermes_core import Runtime
+
+    rt = Runtime()
+    spec = rt.tools.get("terminal")
+    calls = []
+    model = spec.args_model
+    original = model.model_json_schema
+
+    first = spec.schema()
+    try:
+        model.model_json_schema = classmethod(lambda cls, *a, **k: calls.append(1) or original(*a, **k))
+        second = spec.schema()
+    finally:
+        del model.model_json_schema
+    assert calls == []  # not generated again
+    assert first == second and first is not second
+    second["function"]["parameters"]["properties"].clear()  # a caller may change its copy
+    assert spec.schema()["function"]["parameters"]["properties"] == first["function"]["parameters"]["properties"]
+    assert "command" in first["function"]["parameters"]["properties"]

@@ -343,13 +343,23 @@ class LocalSandbox(Sandbox):
 _SKELETON = ("work", "home", "tmp")
 
 
-def _remove_pristine(root: Path) -> bool:
-    """Remove a sandbox directory that still holds only its empty skeleton, with a handful of
-    syscalls that never follow a link (``rmdir`` fails on anything else); ``False`` if it holds
-    more, for ``shutil.rmtree`` to deal with off the event loop."""
+def _remove_pristine(root: Path, most: int = 16) -> bool:
+    """Remove a sandbox directory that holds little more than its skeleton (at most ``most``
+    files or links directly in ``work``, ``home`` and ``tmp``, such as the shell's jobs file)
+    with a handful of syscalls that never follow a link; ``False`` if it holds more (a
+    subdirectory, many files), for ``shutil.rmtree`` to deal with off the event loop."""
     try:
         for sub in _SKELETON:
-            os.rmdir(root / sub)
+            d = root / sub
+            with os.scandir(d) as it:
+                names = []
+                for entry in it:
+                    if len(names) == most or entry.is_dir(follow_symlinks=False):
+                        return False
+                    names.append(entry.name)
+            for name in names:
+                os.unlink(d / name)
+            os.rmdir(d)
         os.unlink(root / OWNER_FILE)
         os.rmdir(root)
     except OSError:

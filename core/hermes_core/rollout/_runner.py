@@ -147,9 +147,6 @@ class Runner:
         self.on_start = on_start
         self.on_result = on_result
         self._warned_images: set[str] = set()
-        #: Tool schemas per set of offered tools: deriving a schema from its pydantic model costs
-        #: ~1 ms a tool, too much to pay again for every rollout's trajectory.
-        self._schemas: dict[tuple[tuple[str, int], ...], list[dict[str, Any]]] = {}
 
     # ------------------------------------------------------------------ planning
 
@@ -246,17 +243,6 @@ class Runner:
                 print(f"hermes: warning: backend {backend!r} runs no container images; the task image(s) "
                       f"{shown} are not used and not recorded as used (run them with a container backend "
                       "such as --backend docker)", file=sys.stderr)
-
-    def _offered(self, ctx: ToolContext) -> list[dict[str, Any]]:
-        """The tool schemas an agent is offered in ``ctx`` (what ``ctx.tool_schemas()`` returns,
-        and the openai agent sends), derived once per set of available tools."""
-        key = tuple((name, id(spec)) for name, spec in ctx.tools.items() if spec.available())
-        schemas = self._schemas.get(key)
-        if schemas is None:
-            if len(self._schemas) >= 64:  # bounded, whatever a runtime does with its specs
-                self._schemas.clear()
-            schemas = self._schemas[key] = ctx.tool_schemas()
-        return schemas
 
     # ------------------------------------------------------------------ running
 
@@ -437,7 +423,7 @@ class Runner:
             except Exception as e:
                 return result, None, error_text(f"setup of task {item.id!r} raised {type(e).__name__}: {e}")
         phase.end("setup")
-        offered.extend(self._offered(ctx))
+        offered.extend(ctx.tool_schemas())  # what an agent is offered (the openai agent sends these)
         try:
             kw = dict(system_prompt=cfg.system_prompt, max_turns=cfg.max_turns, deadline=deadline)
             if self.environment is not None:

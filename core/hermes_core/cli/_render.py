@@ -297,7 +297,7 @@ def print_table(summary: Mapping[str, Any], title: str, records: list[dict[str, 
     from rich.table import Table
     from rich.text import Text
 
-    from ..view.stats import run_stats
+    from ..rollout import run_stats
 
     console = _console(file=file)
     if width is not None:

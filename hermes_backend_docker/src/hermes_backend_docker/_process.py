@@ -233,11 +233,12 @@ class DockerProcess(Process):
                 self._eof = True
                 self._wake()
             self._stream.close()
-            # Detached: the sandbox is closing and its container is being removed, so the exec
-            # stays "running" until the engine has killed it. Ask once rather than poll: with
-            # hundreds of sandboxes closing at once, every shell polling its exec for 5 s made
-            # ~40 exec inspects per rollout and slowed the removals it was waiting for.
-            code = exit_code(self._api, self.exec_id, patience=0 if self._detached else 5.0)
+            # The sandbox is closing: its container is being killed and removed, which is what
+            # ended this stream, and the exec reads "running" until the engine is done. Ask once
+            # rather than poll: with hundreds of sandboxes closing at once, every process polling
+            # its exec for 5 s made ~40 exec inspects per rollout and slowed those removals.
+            closing = self._detached or self._closing()
+            code = exit_code(self._api, self.exec_id, patience=0 if closing else 5.0)
             # The engine forgets an exec when its container is removed: that was a SIGKILL.
             self._call(self._set_exit, 137 if code is None else code)
 

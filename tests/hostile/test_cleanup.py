@@ -47,12 +47,40 @@ def procs_named(tag: str) -> list[int]:
 needs_cgroup = pytest.mark.skipif(cgroups.find_root() is None, reason="no writable cgroup hierarchy here")
 
 
+def _hierarchies() -> list[str]:
+    """The kinds of cgroup hierarchy sandboxes can use on this host (each is tested)."""
+    kinds = []
+    for where, fstype, opts in cgroups._mounts():
+        kind = "v2" if fstype == "cgroup2" else "v1-freezer" if fstype == "cgroup" and "freezer" in opts.split(",") else None
+        if kind and kind not in kinds and cgroups._usable(Path(where), kind)[0] is not None:
+            kinds.append(kind)
+    return kinds or ["none"]
+
+
+def test_cgroup_v2_with_cgroup_kill_is_preferred_where_it_is_writable():
+    root = cgroups.find_root()
+    if root is None:
+        pytest.skip("no writable cgroup hierarchy here")
+    has_v2_kill = any(
+        fstype == "cgroup2" and (Path(where) / "hermes" / "cgroup.kill").exists() for where, fstype, _ in cgroups._mounts()
+    )
+    assert root.kind == ("v2" if has_v2_kill else "v1-freezer")
+    assert root.path.name == "hermes" and root.path.is_dir()
+
+
 @needs_cgroup
+@pytest.mark.parametrize("hierarchy", _hierarchies())
 @pytest.mark.parametrize("via", ["exec", "shell", "spawn"])
-async def test_marker_dropping_escapes_are_killed_at_close(tmp_path, via):
+async def test_marker_dropping_escapes_are_killed_at_close(tmp_path, via, hierarchy, monkeypatch):
+    for where, fstype, opts in cgroups._mounts():
+        kind = "v2" if fstype == "cgroup2" else "v1-freezer" if "freezer" in opts.split(",") else None
+        if kind == hierarchy:
+            forced = cgroups.CgroupRoot(Path(where) / "hermes", kind)
+            monkeypatch.setattr(cgroups, "find_root", lambda: forced)
+            break
     rt = Runtime()
     sb = await rt.create_sandbox("local", {"root": str(tmp_path), "tracking": "cgroup"}).start()
-    assert sb.tracking.startswith("cgroup")
+    assert sb.tracking.startswith(f"cgroup {hierarchy}")
     tags = [f"hermes-escape-{via}-{i}-{os.getpid()}" for i in range(len(EVASIONS))]
     for tag, trick in zip(tags, EVASIONS):
         cmd = trick.format(tag=tag)

@@ -6,7 +6,8 @@ source "$ROOT/scripts/lib.sh"
 cd "$ROOT"
 rc=0
 for bench in "bench/bench_core.py --quick" "bench/bench_floor.py --quick --big 50" "bench/bench_memory.py --quick" \
-             "bench/bench_eval.py" "bench/bench_processes.py --quick" "bench/bench_docker.py --quick"; do
+             "bench/bench_eval.py" "bench/bench_processes.py --quick" "bench/bench_docker.py --quick" \
+             "bench/bench_docker_scale.py --quick"; do
     step "$bench"
     # A script may exit non-zero when a target is missed (that is a number, not a failure);
     # a crash (a traceback) or a hang (timeout) fails the suite.

@@ -155,7 +155,11 @@ def _plugin(seen: set[str]):
     async def verify(item, result, ctx) -> float:
         seen.add(ctx.sandbox.container_id)
         got = await ctx.read_file("done.txt")
-        return 1.0 if got.get("content", "").strip().endswith(f"ok-{item.id[1:]}") else 0.0
+        if got.get("content", "").strip().endswith(f"ok-{item.id[1:]}"):
+            return 1.0
+        # What it saw goes into the record (verifier_error), not just a reward of 0.
+        listing = await ctx.terminal("ls -la; cat done.txt", timeout=60)
+        raise AssertionError(f"read_file gave {got!r}; in the sandbox: {listing!r}")
 
     class Plugin:
         @staticmethod
@@ -193,12 +197,13 @@ async def test_n_concurrent_docker_rollouts_complete(engine, pool_warnings, n):
     wall = time.perf_counter() - t0
     print(f"\n{n} concurrent docker rollouts: wall {wall:.1f} s, driver peak RSS {peak.rss:.0f} MiB "
           f"(from {base_rss:.0f}), peak fds {peak.fds} (from {base_fds}), peak threads {peak.threads}")
+    # Leftovers first: a run whose rollouts failed must not hide what it left on the engine.
+    await _assert_nothing_left(engine, rt, containers, before)
     bad = [r for r in report.records if r["reward"] != 1.0 or r["error"]]
     assert len(report.records) == n and not bad, f"{len(bad)} of {n} rollouts failed, e.g. {bad[:2]}"
     assert len(containers) == n  # one container each
     _check_driver(peak, n, base_rss, base_fds, base_threads)
     assert pool_warnings.seen == []
-    await _assert_nothing_left(engine, rt, containers, before)
     # The driver lets go too: reader threads end and sockets close with their sandboxes.
     assert await wait_until(lambda: _new_threads(threads_before), 15) == []
     assert open_fds() <= base_fds + 8
@@ -240,10 +245,10 @@ async def test_hostile_docker_soak_leaves_nothing(engine, pool_warnings, tmp_pat
     print(f"\n{count} hostile docker rollouts ({at_once} at once): wall {wall:.1f} s, driver peak RSS "
           f"{peak.rss:.0f} MiB (from {base_rss:.0f}), peak fds {peak.fds} (from {base_fds}), "
           f"peak threads {peak.threads}")
+    await _assert_nothing_left(engine, rt, containers, before, tag=tag)
     assert sorted(set(kinds)) == sorted(set(DOCKER_KINDS[:count]))
     # (a rollout cancelled while its sandbox starts has no container to record)
     assert len(containers) >= count - (count // len(DOCKER_KINDS) + 1)
     _check_driver(peak, at_once, base_rss, base_fds, base_threads)
     assert pool_warnings.seen == []
-    await _assert_nothing_left(engine, rt, containers, before, tag=tag)
     assert await wait_until(lambda: _new_threads(threads_before), 15) == []

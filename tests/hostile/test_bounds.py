@@ -168,3 +168,31 @@ async def test_unread_background_output_blocks_the_process_not_the_driver(sandbo
         assert await proc.wait(30) == 0
     assert total == 50_000_000
     assert (await sandbox.stat("done")).kind == "file"
+
+
+async def test_a_shell_that_never_answers_is_a_clear_error_in_bounded_time(tmp_path):
+    """A sandbox whose ``bash`` never prints the session's first line (a hung or hostile image)
+    gives a SandboxError naming the sandbox after ``start_timeout`` — not a hang, not a bare
+    TimeoutError — and its process is gone."""
+    import asyncio
+    import time
+
+    from hermes_core.errors import SandboxError
+    from hermes_core.sandbox import ShellSession
+
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "bash").write_text("#!/bin/sh\nexec sleep 300\n")
+    (fake / "bash").chmod(0o755)
+    rt = Runtime()
+    sb = await rt.create_sandbox("local", {"root": str(tmp_path / "sb"), "env": {"PATH": f"{fake}:/usr/bin:/bin"}}).start()
+    session = ShellSession(sb)
+    session.start_timeout = 1.0
+    t0 = time.monotonic()
+    with pytest.raises(SandboxError, match=f"shell in sandbox {sb.sandbox_id} did not answer within 1s"):
+        await session.run("true")
+    assert 0.9 < time.monotonic() - t0 < 10
+    assert session.proc is None
+    await sb.close()
+    await rt.aclose()
+    await asyncio.sleep(0)

@@ -53,6 +53,9 @@ class Sandbox(abc.ABC):
     #: files are kept as holes and not counted by the native channels). From
     #: ``HermesConfig.max_download_bytes``.
     max_download_bytes: int = _transfer.MAX_DOWNLOAD_BYTES
+    #: Seconds the stateful shell has to start (print its first line) before ``shell()`` fails
+    #: with a ``SandboxError``; a backend whose engine can be slow under load raises it.
+    shell_start_timeout: float = 60.0
 
     def __init__(self, options: Any = None, *, sandbox_id: str, labels: Mapping[str, str] | None = None):
         self.options = options
@@ -177,6 +180,7 @@ class Sandbox(abc.ABC):
         self._check_open()
         if self._shell is None:
             self._shell = ShellSession(self)
+            self._shell.start_timeout = self.shell_start_timeout
         return await self._shell.run(command, timeout=timeout, max_output=max_output)
 
     # ------------------------------------------------------------------ files

@@ -41,6 +41,8 @@ class ShellSession:
     #: The shell a session spawns (pipes, no terminal): it reads its commands from stdin, so a
     #: backend may put a first line of its own before them (the local backend joins its cgroup).
     ARGV = ("bash", "--noprofile", "--norc")
+    #: Seconds a new shell has to print its first line (a backend may raise it).
+    start_timeout: float = 60.0
 
     def __init__(self, sandbox: Spawner, *, kill_grace: float = 2.0):
         self.sandbox = sandbox
@@ -76,8 +78,15 @@ class ShellSession:
             f"__hermes_jobs=\"${{TMPDIR:-/tmp}}/.hermes-jobs-{nonce}\"\n"
             f"printf '{ready}%s__%s\\n' $$ \"$__hermes_jobs\"\n".encode()
         )
-        async with asyncio.timeout(30):
-            out = await self._read_until(_READY, nonce.encode())
+        try:
+            async with asyncio.timeout(self.start_timeout):
+                out = await self._read_until(_READY, nonce.encode())
+        except TimeoutError:
+            await self._discard()
+            raise SandboxError(
+                f"the shell in sandbox {self.sandbox.sandbox_id} did not answer within {self.start_timeout:g}s "
+                "(an overloaded host or engine?)"
+            ) from None
         if out is None:
             raise SandboxError(f"could not start a shell in sandbox {self.sandbox.sandbox_id}")
         self._jobs_file = out[1][1].decode()

@@ -69,6 +69,8 @@ class DockerSandbox(Sandbox):
     capabilities = Capabilities(
         pty=True, native_files=True, network_policy=True, isolated_filesystem=True, isolated_processes=True
     )
+    #: An engine starting hundreds of execs at once can take minutes (measured at 256 rollouts).
+    shell_start_timeout = 180.0
 
     def __init__(
         self, options: DockerOptions | None = None, *, sandbox_id: str, labels: Mapping[str, str] | None = None

@@ -96,6 +96,14 @@ async def _measure(rows: list, runs: int, big: int, quick: bool) -> None:
 
     rows.append(("local start + `true` + close", *await interleaved(clock(floor_start_true_close), clock(ours_start), runs), 1.0, "s"))
 
+    # the same without the per-sandbox cgroup (what the cleanup guarantee of a cgroup costs)
+    async def ours_start_marker() -> None:
+        sb = await rt.create_sandbox("local", {**opts, "tracking": "marker"}).start()
+        await sb.exec(["true"])
+        await sb.close()
+
+    rows.append(("  the same, tracking: marker (no cgroup)", *await interleaved(clock(floor_start_true_close), clock(ours_start_marker), runs), None, "s"))
+
     # 2. 100 concurrent create + close
     async def floor100() -> None:
         await asyncio.gather(*(floor_start_true_close() for _ in range(100)))

@@ -456,3 +456,37 @@ def test_the_completions_agent_reports_its_sampling_and_it_is_documented() -> No
     assert "model" not in CompletionsAgent("http://127.0.0.1:9", None, server="sglang").sampling
     documented = documented_fields(DOCS.read_text())["trajectories"]
     assert {f"sampling.{k}" for k in agent.sampling} <= documented
+
+
+async def test_a_sandbox_that_cannot_start_and_a_setup_that_raises_leave_their_traceback(tmp_path):
+    """The record's ``traceback`` holds the formatted traceback of a sandbox start or a task
+    setup that raised (what ``error`` summarises), and is null for a rollout that went well."""
+    from hermes_core import Environment, Runner, Runtime, TaskItem
+
+    class Env(Environment):
+        async def load_tasks(self):
+            return [TaskItem(id="ok", prompt="p", solution="true"), TaskItem(id="boom", prompt="p", solution="true")]
+
+        async def setup(self, item, ctx):
+            if item.id == "boom":
+                raise KeyError("no such fixture")
+
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    async with Runtime() as rt:
+        env = Env.from_config({})
+        items = await env.tasks()
+        oracle = rt.agents.get("oracle").factory()
+        report = await Runner(rt, oracle, environment=env, backend_options={"root": str(tmp_path / "sb")},
+                              verifier=lambda item, result, ctx: 1.0).run(items)
+        by = {r["task_id"]: r for r in report.records}
+        assert by["ok"]["traceback"] is None and by["ok"]["reward"] == 1.0
+        tb = by["boom"]["traceback"]
+        assert tb and "Traceback" in tb and "KeyError: 'no such fixture'" in tb and "in setup" in tb
+        assert by["boom"]["infra_error"] is True
+
+        broken = await Runner(rt, oracle, environment=env, backend_options={"root": str(blocker / "sb")},
+                              verifier=lambda item, result, ctx: 1.0).run(items[:1])
+        rec = broken.records[0]
+        assert rec["infra_error"] is True and rec["error"].startswith("sandbox (local) failed")
+        assert "Traceback" in rec["traceback"] and ("NotADirectoryError" in rec["traceback"] or "FileExistsError" in rec["traceback"])

@@ -77,3 +77,14 @@ def test_human_size() -> None:
     assert human_size(999) == "999 B"
     assert human_size(1234) == "1.2 KB"
     assert human_size(5_600_000, "chars") == "5.6 M chars"
+
+
+def test_durations_read_well_from_microseconds_to_minutes():
+    from hermes_core.view.transcript import seconds
+
+    assert seconds(0.0042) == "4.2ms"  # a phase of a few ms does not read 0.00s
+    assert seconds(0.000123) == "0.123ms"
+    assert seconds(0.05) == "50ms"
+    assert seconds(0.1) == "0.10s"
+    assert seconds(3.456) == "3.46s"
+    assert seconds(75) == "1m15.0s"

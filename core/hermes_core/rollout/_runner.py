@@ -348,6 +348,7 @@ class Runner:
             raise
         except Exception as e:  # the sandbox could not be created or started
             error = error_text(f"sandbox ({backend}) failed: {type(e).__name__}: {e}")
+            phase.traceback = phase.traceback or traceback_text(e)
             phase.end("setup")  # a no-op when the sandbox failed after the setup phase
         # The sandbox could not start, the task's setup failed, or the model API failed (a 404,
         # 401, context overflow, 5xx after retries): the agent's work was not what ended the
@@ -374,6 +375,7 @@ class Runner:
             "infra_error": infra_error,
             "infra_kind": ("api" if api_error else "sandbox") if infra_error else None,
             "agent_error": result.error,
+            "traceback": phase.traceback,
             "agent_traceback": phase.agent_traceback,
             "verifier_error": outcome.error if outcome is not None else None,
             "verifier_traceback": outcome.traceback if outcome is not None else None,
@@ -421,6 +423,7 @@ class Runner:
             except SetupError as e:
                 return result, None, error_text(str(e))
             except Exception as e:
+                phase.traceback = traceback_text(e)
                 return result, None, error_text(f"setup of task {item.id!r} raised {type(e).__name__}: {e}")
         phase.end("setup")
         offered.extend(ctx.tool_schemas())  # what an agent is offered (the openai agent sends these)
@@ -449,13 +452,15 @@ class _Phases:
     """The time split of one rollout: ``setup`` (sandbox start and the task's setup), ``agent``,
     ``verifier``, each ended once, in that order; a phase that never ran stays ``None``."""
 
-    __slots__ = ("_loop", "_mark", "_spent", "agent_traceback")
+    __slots__ = ("_loop", "_mark", "_spent", "agent_traceback", "traceback")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, t0: float):
         self._loop = loop
         self._mark = t0
         self._spent: dict[str, float | None] = {"setup": None, "agent": None, "verifier": None}
         self.agent_traceback: str | None = None
+        #: The traceback of a sandbox start or task setup that raised (the record's ``error``).
+        self.traceback: str | None = None
 
     def end(self, name: str) -> None:
         if self._spent[name] is not None:

@@ -18,7 +18,7 @@ from markupsafe import Markup
 
 from .loader import Filter, Run, record_tokens
 from .stats import PHASES, RunStats, passed
-from .transcript import decode_messages, human_size
+from .transcript import decode_messages, human_size, seconds
 
 __all__ = ["PAGE_SIZE", "SORT_KEYS", "ServerLinks", "sort_rollouts", "StaticLinks", "environment", "render_page", "transcript_context", "write_report"]
 
@@ -49,7 +49,7 @@ def _pct(v: Any) -> str:
 def _secs(v: Any) -> str:
     if not isinstance(v, (int, float)) or isinstance(v, bool):
         return "-"
-    return f"{v:.2f}s" if v < 60 else f"{int(v // 60)}m{v % 60:04.1f}s"
+    return seconds(v)
 
 
 def _num(v: Any) -> str:

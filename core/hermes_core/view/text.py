@@ -22,6 +22,7 @@ from .transcript import (
     clean,
     decode_message,
     human_size,
+    seconds,
     text_block,
 )
 
@@ -175,11 +176,11 @@ def print_rollout(run: Run, n: int, *, file: IO[str] | None = None, width: int |
                   f"{_fmt(reward)} · {verdict}")
     if rec.get("scores"):
         console.print("scores: " + ", ".join(f"{escape(str(k))} {_fmt(v)}" for k, v in rec["scores"].items()))
-    timing = " · ".join(f"{p} {v:.2f}s" for p, v in t["timings"])
+    timing = " · ".join(f"{p} {seconds(v)}" for p, v in t["timings"])
     usage = rec.get("usage") or {}
     console.print(
         f"stop {escape(str(rec.get('stop_reason')))} · turns {rec.get('turns')} · tool errors {rec.get('n_tool_errors', 0)} · "
-        f"tokens {usage.get('total_tokens', '-')} · {rec.get('duration', 0) or 0:.2f}s" + (f" ({timing})" if timing else ""),
+        f"tokens {usage.get('total_tokens', '-')} · {seconds(rec.get('duration', 0) or 0)}" + (f" ({timing})" if timing else ""),
         style="dim",
     )
     for label, text, tb in t["errors"]:

@@ -56,6 +56,14 @@ def human_size(n: int, unit: str = "B") -> str:
     return f"{n} {unit}"  # pragma: no cover
 
 
+def seconds(v: float) -> str:
+    """A duration for people: ``0.0042`` → ``"4.2ms"``, ``3.5`` → ``"3.50s"``, ``75`` → ``"1m15.0s"``
+    (phases of a few milliseconds do not all read ``0.00s``)."""
+    if v < 0.0995:
+        return f"{v * 1000:.3g}ms"
+    return f"{v:.2f}s" if v < 60 else f"{int(v // 60)}m{v % 60:04.1f}s"
+
+
 @dataclass
 class Block:
     """One piece of content.

@@ -13,7 +13,6 @@ import math
 import os
 import re
 import select
-import signal
 import struct
 import subprocess
 import termios
@@ -26,6 +25,7 @@ from .honest._helpers import (
     HERMES,
     V1Server,
     hermes,
+    interrupt_once_seen,
     one_line_error,
     read_jsonl,
     tool_call,
@@ -255,18 +255,8 @@ def test_interrupted_hermes_run_writes_the_partial_rollout_to_out(tmp_path):
         proc = subprocess.Popen([*HERMES, "run", "go", "--model", "m", "--base-url", server.url, "--toolset", "terminal",
                                  "-o", f"root={tmp_path}", "--out", str(out_dir)],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
-        seen = b""
-        deadline = time.monotonic() + 60
-        os.set_blocking(proc.stdout.fileno(), False)
-        while b"partial-marker-42" not in seen and time.monotonic() < deadline and proc.poll() is None:
-            chunk = proc.stdout.read()
-            if chunk:
-                seen += chunk
-            else:
-                time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
-        rest, err = proc.communicate(timeout=60)
-    assert b"partial-marker-42" in seen + (rest or b""), err
+        seen, err = interrupt_once_seen(proc, b"partial-marker-42")
+    assert b"partial-marker-42" in seen, err
     assert proc.returncode == 130, err
     assert b"wrote the interrupted rollout" in err
     (rec,) = read_jsonl(out_dir / "results.jsonl")

@@ -119,3 +119,24 @@ class V1Server:
 def tool_call(name: str, args: dict[str, Any], id: str) -> dict[str, Any]:
     return {"message": {"content": None, "tool_calls": [
         {"id": id, "type": "function", "function": {"name": name, "arguments": json.dumps(args)}}]}}
+
+
+def interrupt_once_seen(proc: subprocess.Popen, marker: bytes, timeout: float = 60) -> tuple[bytes, bytes]:
+    """Read ``proc``'s stdout until ``marker`` shows (or ``timeout`` passes, or it exits), then
+    send it SIGINT (Ctrl-C) and collect the rest; returns (all stdout, stderr)."""
+    import os
+    import signal
+    import time
+
+    seen = b""
+    deadline = time.monotonic() + timeout
+    os.set_blocking(proc.stdout.fileno(), False)
+    while marker not in seen and time.monotonic() < deadline and proc.poll() is None:
+        chunk = proc.stdout.read()
+        if chunk:
+            seen += chunk
+        else:
+            time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    rest, err = proc.communicate(timeout=timeout)
+    return seen + (rest or b""), err

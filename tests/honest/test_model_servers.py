@@ -5,17 +5,22 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
-import time
 from pathlib import Path
 
 from hermes_core import Runtime
 from hermes_core.rollout import OpenAIAgent
 from hermes_core.rollout._environment import TaskItem
 
-from ._helpers import HERMES, V1Server, hermes, one_line_error, read_jsonl, tool_call
-
+from ._helpers import (
+    HERMES,
+    V1Server,
+    hermes,
+    interrupt_once_seen,
+    one_line_error,
+    read_jsonl,
+    tool_call,
+)
 
 # ------------------------------------------------------------------------------------ item 1
 
@@ -121,18 +126,7 @@ def test_hermes_run_streams_the_conversation_and_keeps_it_on_ctrl_c(tmp_path):
         proc = subprocess.Popen([*HERMES, "run", "go", "--model", "m", "--base-url", server.url, "--toolset", "terminal",
                                  "-o", f"root={tmp_path}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 env={**os.environ, "COLUMNS": "200"})
-        seen = b""
-        deadline = time.monotonic() + 60
-        os.set_blocking(proc.stdout.fileno(), False)
-        while b"streamed-marker-42" not in seen and time.monotonic() < deadline and proc.poll() is None:
-            chunk = proc.stdout.read()
-            if chunk:
-                seen += chunk
-            else:
-                time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
-        rest, err = proc.communicate(timeout=60)
-        seen += rest or b""
+        seen, err = interrupt_once_seen(proc, b"streamed-marker-42")
         assert b"streamed-marker-42" in seen, (seen, err)
         assert proc.returncode == 130, err
         assert b"go" in seen and b"terminal" in seen

@@ -7,6 +7,7 @@ import json
 import math
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -233,8 +234,16 @@ async def test_runtime_shutdown_kills_all(tmp_path):
 # ---------------------------------------------------------------------- kill
 
 
-async def test_kill_tree_leaves_no_descendant(rt):
+@pytest.mark.parametrize("tracking", ["auto", "marker"])
+async def test_kill_tree_leaves_no_descendant(tmp_path, tracking):
+    """With a cgroup the registry looks only among the sandbox's processes; with the marker it
+    scans /proc: either way every descendant goes, the one that left the group included."""
+    config = make_config(tmp_path).model_copy(
+        update={"backend_options": {"root": str(tmp_path / "sandboxes"), "tracking": tracking}}
+    )
+    rt = Runtime(config)
     async with rt.rollout() as ctx:
+        assert ctx.sandbox.host_pids() is None if tracking == "marker" else isinstance(ctx.sandbox.host_pids(), list)
         sid = await bg(
             ctx,
             "sleep 120 & (sleep 120 & sleep 120 & wait) & "
@@ -251,6 +260,47 @@ async def test_kill_tree_leaves_no_descendant(rt):
         survivors = [p for p in before if alive(p)]
         assert survivors == [], f"descendants survived the kill: {[(p, describe(p)) for p in survivors]}"
         assert stragglers(None, sid) == []
+    await rt.aclose()
+
+
+async def test_straggler_lookups_of_many_sessions_share_one_pass(monkeypatch):
+    """40 sessions ending together cost one or two scans of /proc, not 40, and each gets its own
+    processes: by group, by marker, never a look-alike variable's or a stranger's."""
+    from hermes_core.processes import _state
+
+    passes = []
+    real = _state.find_stragglers
+
+    def counted(queries, **kw):
+        if kw.get("among") is None:  # a pass over all of /proc
+            passes.append(len(queries))
+        return real(queries, **kw)
+
+    monkeypatch.setattr(_state, "find_stragglers", counted)
+    procs = []
+    for i in range(40):
+        env = {**os.environ, MARKER: f"proc_many{i}"}
+        procs.append(subprocess.Popen(["sleep", "60"], env=env, start_new_session=True))
+    lookalike = subprocess.Popen(["sleep", "60"], env={**os.environ, "X" + MARKER: "proc_many0"}, start_new_session=True)
+    try:
+        scanner = _state.StragglerScanner()
+        # by marker (no group given) for even sessions, by group for odd ones
+        found = await asyncio.gather(*(
+            scanner.find(p.pid if i % 2 else None, f"proc_many{i}", strict=False) for i, p in enumerate(procs)
+        ))
+        assert found == [[p.pid] for p in procs]
+        assert 1 <= len(passes) <= 2, passes
+        assert sum(passes) == 40
+        assert await scanner.find(None, "proc_nobody", strict=False) == []
+        # a sandbox that lists its processes answers without any pass
+        before = len(passes)
+        assert await scanner.find(None, "proc_many3", strict=False, among=lambda: [procs[3].pid, os.getpid()]) == [procs[3].pid]
+        assert await scanner.find(None, "proc_many3", strict=False, among=list) == []
+        assert len(passes) == before
+    finally:
+        for p in [*procs, lookalike]:
+            p.kill()
+            p.wait()
 
 
 @pytest.mark.parametrize("when", ["right after spawn", "after start-up"])

@@ -192,16 +192,21 @@ class LocalSandbox(Sandbox):
     def _launch(self, argv: list[str]) -> list[str]:
         """How a command starts inside the sandbox's cgroup (if any), joining it before it runs.
 
-        A shell string joins in the very bash that runs it (no extra exec); anything else goes
-        behind a tiny ``sh`` launcher. (Placing the forking driver thread in the cgroup instead
+        A shell string or any ``bash -c`` command joins in the very bash that runs it (no extra
+        exec); anything else goes behind a tiny ``sh`` launcher. (Placing the forking driver thread in the cgroup instead
         costs a cgroup-v1 migration per command, ~12 ms here: far slower.)
         """
         cg = self._cgroup
         if cg is None:
             return argv
-        if len(argv) == 3 and argv[:2] == ["bash", "-c"]:
-            return ["bash", "-c", 'echo 0 > "$0" || exit 125; BASH_ARGV0=bash; eval "$1"',
-                    str(cg.path / "cgroup.procs"), argv[2]]
+        if len(argv) >= 3 and argv[:2] == ["bash", "-c"]:
+            procs = str(cg.path / "cgroup.procs")
+            if len(argv) == 3:
+                return ["bash", "-c", 'echo 0 > "$0" || exit 125; BASH_ARGV0=bash; eval "$1"', procs, argv[2]]
+            # `bash -c SCRIPT NAME ARGS...`: $0 and $1.. become NAME and ARGS inside the eval,
+            # before the script's first word runs.
+            return ["bash", "-c", 'echo 0 > "$0" || exit 125; BASH_ARGV0=$2; eval "shift 2; $1"',
+                    procs, *argv[2:]]
         return cg.launcher(argv)
 
     def _env_for(self, env: Mapping[str, str] | None) -> dict[str, str]:
@@ -262,6 +267,11 @@ class LocalSandbox(Sandbox):
         proc = await spawn_subprocess(self._launch(argv), pty=pty, cwd=self._cwd(cwd), env=self._env_for(env))
         self._pgids.add(proc.pid)
         return proc
+
+    def host_pids(self) -> list[int] | None:
+        """The processes in this sandbox's cgroup (none once it is removed); ``None`` with marker
+        tracking, where only a scan of ``/proc`` can find a process that left its group."""
+        return self._cgroup.pids() if self._cgroup is not None else None
 
     # ------------------------------------------------------------------ files (native)
 

@@ -54,10 +54,18 @@ class SandboxCgroup:
         return ["/bin/sh", "-c", 'echo 0 > "$0" && exec "$@"', str(self.path / "cgroup.procs"), *argv]
 
     def pids(self) -> list[int]:
-        try:
-            return [int(x) for x in (self.path / "cgroup.procs").read_text().split()]
-        except (OSError, ValueError):
-            return []
+        """Every process in this cgroup and in any cgroup a (root) sandbox process made below it."""
+        found: list[int] = []
+        todo = [self.path]
+        while todo and len(todo) < 10_000:
+            d = todo.pop()
+            try:
+                found.extend(int(x) for x in (d / "cgroup.procs").read_bytes().split())
+                with os.scandir(d) as it:
+                    todo.extend(Path(e.path) for e in it if e.is_dir(follow_symlinks=False))
+            except (OSError, ValueError):
+                continue
+        return found
 
     def kill(self, wait: float = 5.0) -> int:
         """SIGKILL every process in the cgroup (none can fork away meanwhile); returns how many

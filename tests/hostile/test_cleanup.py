@@ -106,6 +106,48 @@ async def test_marker_dropping_escapes_are_killed_at_close(tmp_path, via, hierar
     await rt.aclose()
 
 
+@needs_cgroup
+async def test_a_sandbox_lists_exactly_its_host_processes(tmp_path):
+    """``host_pids()`` (what the process registry looks among instead of scanning ``/proc``)
+    holds a process that dropped the marker and left its group, and nothing of the host's."""
+    rt = Runtime()
+    sb = await rt.create_sandbox("local", {"root": str(tmp_path), "tracking": "cgroup"}).start()
+    other = await rt.create_sandbox("local", {"root": str(tmp_path), "tracking": "cgroup"}).start()
+    tag = f"hermes-listed-{os.getpid()}"
+    await sb.shell(f"env -i setsid bash -c 'exec -a {tag} sleep 300' >/dev/null 2>&1 &")
+    neighbour = await other.spawn("sleep 300")
+    for _ in range(300):
+        if procs_named(tag):
+            break
+        await asyncio.sleep(0.01)
+    (escaped,) = procs_named(tag)
+    listed = sb.host_pids()
+    assert escaped in listed and sb._shell.pid in listed
+    assert os.getpid() not in listed and neighbour.pid not in listed
+    assert neighbour.pid in other.host_pids()
+    await sb.close()
+    assert sb.host_pids() == [] and not procs_named(tag)
+    await other.close()
+    await rt.aclose()
+
+
+@needs_cgroup
+async def test_bash_c_with_arguments_joins_the_cgroup_in_the_same_bash(tmp_path):
+    """``bash -c SCRIPT NAME ARGS...`` (the background-job wrapper's shape) keeps its $0 and
+    arguments, runs inside the sandbox's cgroup, and costs no launcher exec."""
+    rt = Runtime()
+    sb = await rt.create_sandbox("local", {"root": str(tmp_path), "tracking": "cgroup"}).start()
+    assert sb._launch(["bash", "-c", "x", "n", "a"])[0] == "bash"
+    res = await sb.exec(["bash", "-c", 'printf "%s|" "$0" "$#" "$@"; cat /proc/self/cgroup', "the-name", "a b", "$c", ""])
+    assert res.exit_code == 0, res.output
+    assert res.output.startswith("the-name|3|a b|$c||"), res.output
+    assert f"/{sb.sandbox_id}" in res.output.split("|")[-1]
+    other = await sb.exec(["bash", "-c", "exit 7", "name"])
+    assert other.exit_code == 7
+    await sb.close()
+    await rt.aclose()
+
+
 async def test_marker_only_tracking_is_what_the_option_says(tmp_path):
     rt = Runtime()
     sb = await rt.create_sandbox("local", {"root": str(tmp_path), "tracking": "marker"}).start()

@@ -43,8 +43,8 @@ from ._state import (
     ProcessNotFoundError,
     RingBuffer,
     Session,
+    StragglerScanner,
     kill_pids,
-    stragglers,
 )
 
 if TYPE_CHECKING:
@@ -126,6 +126,7 @@ class ProcessRegistry:
         )
         self.notifications = ProcessEvents(refresh=self.recovery.refresh)
         self._log_dir_ready = False
+        self._stragglers = StragglerScanner()
 
     # ------------------------------------------------------------------ notifications, recovery
 
@@ -253,6 +254,7 @@ class ProcessRegistry:
             id=sid, command=text, task_id=task_id, pid=proc.pid, pty=pty, backend=sandbox.backend_name,
             sandbox_id=sandbox.sandbox_id, cwd=cwd, buffer=RingBuffer(self.config.buffer_bytes),
             host=host, log_path=log_path, rc_path=rc_path, check_interval=check_interval, proc=proc,
+            host_pids=sandbox.host_pids if host else None,
         )
         if host and proc.pid is not None:
             st = proc_stat(proc.pid)
@@ -422,7 +424,7 @@ class ProcessRegistry:
         # The leader's pid names its group only while the leader lives (or was killed just now):
         # a session that ended long ago may see that pid reused, so only the marker is trusted.
         pgid = s.pid if not s.recovered and s.was_running_at_kill else None
-        pids = await asyncio.to_thread(stragglers, pgid, s.id, strict=pgid is None)
+        pids = await self._stragglers.find(pgid, s.id, strict=pgid is None, among=s.host_pids)
         if not pids:
             return
         kill_pids(pids, signal.SIGTERM)
@@ -430,7 +432,7 @@ class ProcessRegistry:
         rounds = 0
         while pids and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
-            pids = await asyncio.to_thread(stragglers, pgid, s.id, strict=s.recovered)
+            pids = await self._stragglers.find(pgid, s.id, strict=s.recovered, among=s.host_pids)
             rounds += 1
             if rounds % 3 == 0:  # again: see _terminate (a fork caught mid-exec swallows one)
                 kill_pids(pids, signal.SIGTERM)
@@ -441,7 +443,7 @@ class ProcessRegistry:
                 break
             kill_pids(pids, signal.SIGKILL)
             await asyncio.sleep(0.005)
-            pids = await asyncio.to_thread(stragglers, pgid, s.id, strict=s.recovered)
+            pids = await self._stragglers.find(pgid, s.id, strict=s.recovered, among=s.host_pids)
 
     async def kill_task(self, task_id: str) -> None:
         """Kill every process of one rollout and forget its sessions (rollout cleanup)."""

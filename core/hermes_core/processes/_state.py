@@ -8,6 +8,7 @@ import os
 import signal
 import time
 from collections import deque
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -148,6 +149,8 @@ class Session:
     eof: bool = False
     tasks: list[asyncio.Future[Any]] = field(default_factory=list)
     pidfd: int | None = None
+    #: The sandbox's own list of its host processes (``Sandbox.host_pids``), if it has one.
+    host_pids: Callable[[], list[int] | None] | None = None
 
     @property
     def running(self) -> bool:
@@ -235,35 +238,101 @@ class ProcessEvent:
 # ---------------------------------------------------------------------- /proc helpers
 
 
-def stragglers(pgid: int | None, session_id: str, *, strict: bool = False) -> list[int]:
+def stragglers(pgid: int | None, session_id: str, *, strict: bool = False, among: Iterable[int] | None = None) -> list[int]:
     """Live host processes of a session: members of its process group, and anything carrying
     its marker in the environment (children that left the group with ``setsid``).
 
     ``strict`` (used for sessions adopted after a crash, whose group id may have been
-    recycled) requires the marker from group members too.
+    recycled) requires the marker from group members too. ``among``: the only pids that can be
+    the session's (its sandbox's processes, when the backend can list them); default: every
+    process in ``/proc``.
     """
-    needle = f"{MARKER}={session_id}\0".encode()
+    return find_stragglers({session_id: (pgid, strict)}, among=among).get(session_id, [])
+
+
+def find_stragglers(
+    queries: Mapping[str, tuple[int | None, bool]], *, among: Iterable[int] | None = None
+) -> dict[str, list[int]]:
+    """:func:`stragglers` of many sessions in one pass over the processes: ``queries`` maps a
+    session id to its ``(pgid, strict)``; each process's stat and environment are read once,
+    whatever the number of sessions asked about."""
+    by_group = {pgid: sid for sid, (pgid, strict) in queries.items() if pgid is not None and not strict}
+    key = f"{MARKER}=".encode()
     me = os.getpid()
-    found = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        pid = int(entry.name)
+    found: dict[str, list[int]] = {}
+    if among is None:
+        among = (int(e.name) for e in os.scandir("/proc") if e.name.isdigit())
+    for pid in among:
         if pid == me:
             continue
         st = proc_stat(pid)
         if st is None or st[0] in ("Z", "X"):
             continue
-        if pgid is not None and st[1] == pgid and not strict:
-            found.append(pid)
-            continue
-        try:
-            with open(f"/proc/{pid}/environ", "rb") as f:
-                if needle in f.read():
-                    found.append(pid)
-        except OSError:
-            continue
+        sid = by_group.get(st[1])
+        if sid is None:
+            try:
+                with open(f"/proc/{pid}/environ", "rb") as f:
+                    env = f.read()
+            except OSError:
+                continue
+            at = env.find(key)
+            while at > 0 and env[at - 1] != 0:  # "XHERMES_PROCESS_ID=" is another variable
+                at = env.find(key, at + 1)
+            if at < 0:
+                continue
+            end = env.find(b"\0", at)
+            sid = env[at + len(key) : end if end >= 0 else len(env)].decode(errors="replace")
+            if sid not in queries:
+                continue
+        found.setdefault(sid, []).append(pid)
     return found
+
+
+class StragglerScanner:
+    """Coalesces the straggler lookups of sessions ended at the same time into shared passes
+    over ``/proc`` (one per registry): 1,000 rollouts ending together cost a few scans of
+    ``/proc`` instead of 1,000 (each of which reads every process on the machine)."""
+
+    def __init__(self) -> None:
+        self._pending: dict[tuple[str, int | None, bool], list[asyncio.Future[list[int]]]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def find(self, pgid: int | None, session_id: str, *, strict: bool,
+                   among: Callable[[], list[int] | None] | None = None) -> list[int]:
+        """:func:`stragglers` of one session. ``among`` lists the only pids that can be the
+        session's (its sandbox's processes); then no ``/proc`` scan is needed at all."""
+        pids = among() if among is not None else None
+        if pids is not None:
+            if len(pids) <= 32:  # a few small reads: not worth a thread
+                return stragglers(pgid, session_id, strict=strict, among=pids)
+            return await asyncio.to_thread(stragglers, pgid, session_id, strict=strict, among=pids)
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[list[int]] = loop.create_future()
+        self._pending.setdefault((session_id, pgid, strict), []).append(fut)
+        if self._task is None or self._task.done() or self._task.get_loop() is not loop:
+            self._task = loop.create_task(self._drain())
+        return await fut
+
+    async def _drain(self) -> None:
+        while self._pending:
+            batch: dict[tuple[str, int | None, bool], list[asyncio.Future[list[int]]]] = {}
+            queries: dict[str, tuple[int | None, bool]] = {}
+            for key in list(self._pending):
+                if key[0] not in queries:  # one query per session and pass; the rest wait
+                    queries[key[0]] = key[1:]
+                    batch[key] = self._pending.pop(key)
+            try:
+                found = await asyncio.to_thread(find_stragglers, queries)
+            except BaseException as e:  # hand the failure to every waiter, never strand one
+                for futs in batch.values():
+                    for f in futs:
+                        if not f.done():
+                            f.set_exception(e)
+                raise
+            for (sid, _, _), futs in batch.items():
+                for f in futs:
+                    if not f.done():
+                        f.set_result(found.get(sid, []))
 
 
 def kill_pids(pids: list[int], sig: int = signal.SIGKILL) -> None:

@@ -111,6 +111,13 @@ class Sandbox(abc.ABC):
             await shell.close()
         await self._close()
 
+    def host_pids(self) -> list[int] | None:
+        """Host pids of every process this sandbox still runs, where the backend can list them
+        exactly (the local backend's cgroup: no process can leave it); ``None`` where it cannot
+        (then whoever looks for a sandbox's processes scans ``/proc``). Only meaningful with
+        ``capabilities.host_processes``."""
+        return None
+
     async def __aenter__(self) -> Sandbox:
         if self._state == "new":
             await self.start()

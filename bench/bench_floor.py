@@ -149,6 +149,10 @@ async def _measure(rows: list, runs: int, big: int, quick: bool) -> None:
 
     rows.append(("10 MB put_file + get_file", *await interleaved(clock(floor_files), clock(ours_files), runs), 1.15, "s"))
     await sb.close()
+    # The file rows leave ~1 GB of dirty pages: written back now, not during the next rows
+    # (writeback took 0.3 s of a 64-rollout row's wall here).
+    os.sync()
+    await asyncio.sleep(1.0)
 
     # 5. 64 concurrent `sleep 0.5` rollouts vs 64 concurrent subprocesses
     async def floor64() -> None:

@@ -51,7 +51,9 @@ from . import _local_files as files
 #: unless named in ``pass_env`` or given in ``env``.
 INHERITED_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM", "USER", "LOGNAME", "SHELL")
 MARKER = "HERMES_SANDBOX_ID"
-#: The owner record in each sandbox directory (what sweep checks).
+#: The owner record of each sandbox directory (what sweep checks): an extended attribute of the
+#: directory (no inode to create and delete), or this file in it where the filesystem has none.
+OWNER_XATTR = "user.hermes.owner"
 OWNER_FILE = "owner.json"
 
 
@@ -100,6 +102,7 @@ class LocalSandbox(Sandbox):
         self._ran = False  # whether any process was started (else close has nothing to find)
         self._uid: int | None = None
         self._uid_lock: int | None = None
+        self._owner_file = False  # the owner record is a file (no xattr support), not an xattr
 
     @property
     def workdir(self) -> str:
@@ -148,11 +151,7 @@ class LocalSandbox(Sandbox):
                 )
         record = {**owner_record(opts.max_lifetime), "sandbox_id": self.sandbox_id,
                   "cgroup": str(self._cgroup.path) if self._cgroup else None}
-        fd = os.open(self.root / OWNER_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-        try:
-            os.write(fd, json.dumps(record).encode())
-        finally:
-            os.close(fd)
+        self._owner_file = _write_owner(self.root, json.dumps(record, separators=(",", ":")).encode())
 
     def _pick_uid(self, opts: LocalOptions) -> int | None:
         if opts.uid_range is None:
@@ -341,7 +340,7 @@ class LocalSandbox(Sandbox):
                 if not found:
                     break
                 await asyncio.sleep(0.01)
-        if self.root is not None and not _remove_pristine(self.root):
+        if self.root is not None and not _remove_pristine(self.root, owner_file=self._owner_file):
             await run_teardown(shutil.rmtree, self.root, True)
         lock = getattr(self, "_uid_lock", None)
         if lock is not None:
@@ -353,7 +352,23 @@ class LocalSandbox(Sandbox):
 _SKELETON = ("work", "home", "tmp")
 
 
-def _remove_pristine(root: Path, most: int = 16) -> bool:
+def _write_owner(root: Path, record: bytes) -> bool:
+    """Record the owner on the sandbox directory: as an xattr where the filesystem has them
+    (ext4, xfs, btrfs, tmpfs since Linux 6.6), else as ``owner.json``; ``True`` for the file."""
+    try:
+        os.setxattr(root, OWNER_XATTR, record, os.XATTR_CREATE)
+        return False
+    except OSError:
+        pass
+    fd = os.open(root / OWNER_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, record)
+    finally:
+        os.close(fd)
+    return True
+
+
+def _remove_pristine(root: Path, most: int = 16, *, owner_file: bool = True) -> bool:
     """Remove a sandbox directory that holds little more than its skeleton (at most ``most``
     files or links directly in ``work``, ``home`` and ``tmp``, such as the shell's jobs file)
     with a handful of syscalls that never follow a link; ``False`` if it holds more (a
@@ -370,7 +385,8 @@ def _remove_pristine(root: Path, most: int = 16) -> bool:
             for name in names:
                 os.unlink(d / name)
             os.rmdir(d)
-        os.unlink(root / OWNER_FILE)
+        if owner_file:
+            os.unlink(root / OWNER_FILE)
         os.rmdir(root)
     except OSError:
         return False
@@ -520,10 +536,17 @@ class MarkedProcessSweeper:
 
 def _read_owner(d: Path) -> dict | None:
     try:
-        data = json.loads((d / OWNER_FILE).read_text())
-        return data if isinstance(data, dict) else None
-    except (OSError, ValueError):
+        raw = os.getxattr(d, OWNER_XATTR, follow_symlinks=False)
+    except OSError:
+        try:
+            raw = (d / OWNER_FILE).read_bytes()
+        except OSError:
+            return None
+    try:
+        data = json.loads(raw)
+    except ValueError:
         return None
+    return data if isinstance(data, dict) else None
 
 
 async def sweep(

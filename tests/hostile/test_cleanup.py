@@ -220,6 +220,43 @@ async def test_atexit_backstop_closes_what_a_dying_driver_holds(tmp_path, ending
         assert procs_named(f"{tag}-plain") == []
 
 
+@pytest.mark.parametrize("record", ["xattr", "file"])
+async def test_owner_record_as_xattr_or_file_and_sweep_reads_either(tmp_path, monkeypatch, record):
+    """The owner record is an xattr of the sandbox directory (no inode to make and delete), or
+    ``owner.json`` where the filesystem has no xattrs; sweep judges by either, and removes only
+    the sandbox whose driver is gone."""
+    from hermes_plugins import _local_backend as local
+
+    if record == "file":
+        def no_xattrs(*a, **k):
+            raise OSError(95, "Operation not supported")
+
+        monkeypatch.setattr(os, "setxattr", no_xattrs)
+    rt = Runtime()
+    live = await rt.create_sandbox("local", {"root": str(tmp_path)}).start()
+    dead = await rt.create_sandbox("local", {"root": str(tmp_path)}).start()
+    for sb in (live, dead):
+        has_file = (sb.root / local.OWNER_FILE).exists()
+        assert has_file == (record == "file")
+        if record == "xattr":
+            assert json.loads(os.getxattr(sb.root, local.OWNER_XATTR))["sandbox_id"] == sb.sandbox_id
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    owner = local._read_owner(dead.root)
+    assert owner["pid"] == os.getpid()
+    owner["pid"] = gone.pid
+    if record == "xattr":
+        os.setxattr(dead.root, local.OWNER_XATTR, json.dumps(owner).encode())
+    else:
+        (dead.root / local.OWNER_FILE).write_text(json.dumps(owner))
+    assert await local.sweep(None, root=str(tmp_path)) == [str(dead.root)]
+    assert live.root.exists() and not dead.root.exists()
+    await live.close()
+    await dead.close()
+    assert list(tmp_path.iterdir()) == []
+    await rt.aclose()
+
+
 def test_plain_sweep_reports_an_unreachable_backend_and_sweeps_the_rest(monkeypatch, capsys, tmp_path):
     import argparse
 

@@ -116,8 +116,8 @@ async def test_a_sandbox_lists_exactly_its_host_processes(tmp_path):
     tag = f"hermes-listed-{os.getpid()}"
     await sb.shell(f"env -i setsid bash -c 'exec -a {tag} sleep 300' >/dev/null 2>&1 &")
     neighbour = await other.spawn("sleep 300")
-    for _ in range(300):
-        if procs_named(tag):
+    for _ in range(300):  # the neighbour joins its cgroup a moment after it starts
+        if procs_named(tag) and neighbour.pid in other.host_pids():
             break
         await asyncio.sleep(0.01)
     (escaped,) = procs_named(tag)

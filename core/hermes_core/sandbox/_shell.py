@@ -35,6 +35,12 @@ exit 0
 """
 
 
+def _read_exactly(script: bytes) -> bytes:
+    """A line that makes bash read ``script`` (which follows it) in one go and run it: bash
+    reads commands from a pipe one byte per syscall, ``read -N`` reads a known count in bulk."""
+    return f"LC_ALL=C read -r -N {len(script)} __hermes_s;eval \"$__hermes_s\"\n".encode()
+
+
 class ShellSession:
     """A persistent ``bash`` inside one sandbox (see module docstring)."""
 
@@ -73,11 +79,16 @@ class ShellSession:
         self._pending = bytearray()
         self.proc = await self.sandbox.spawn(list(self.ARGV), pty=False)
         ready = f"__HERMES_{nonce}_PID_"
-        await self.proc.write(
+        init = (
             f"set -m +o history\nexport PAGER=cat GIT_PAGER=cat TERM=dumb\n"
             f"__hermes_jobs=\"${{TMPDIR:-/tmp}}/.hermes-jobs-{nonce}\"\n"
-            f"printf '{ready}%s__%s\\n' $$ \"$__hermes_jobs\"\n".encode()
-        )
+            # Before each command: read its text (a byte count, then the bytes), note the jobs
+            # already running (what a timeout must spare); after it: its sentinel.
+            "__hermes_pre() { LC_ALL=C read -r -N \"$1\" __hermes_cmd; jobs -p > \"$__hermes_jobs\"; }\n"
+            f"__hermes_post() {{ printf '\\n__HERMES_{self._session}_%s_RC_%s__\\n' \"$1\" \"$2\"; }}\n"
+            f"printf '{ready}%s__%s\\n' $$ \"$__hermes_jobs\"\n"
+        ).encode()
+        await self.proc.write(_read_exactly(init) + init)
         try:
             async with asyncio.timeout(self.start_timeout):
                 out = await self._read_until(_READY, nonce.encode())
@@ -167,20 +178,17 @@ class ShellSession:
             limit = max_output or getattr(self.sandbox, "output_limit", None) or DEFAULT_OUTPUT_LIMIT
             self._begin_capture(limit)
             assert self.proc is not None
-            nonce = secrets.token_hex(8)
             self._seq += 1
             done = self._done
             self._want = str(self._seq).encode()
-            script = (
-                f"jobs -p > \"$__hermes_jobs\"\n"
-                f"IFS= read -r -d '' __hermes_cmd <<'__HERMES_{nonce}_EOF'\n"
-                f"{command}\n__HERMES_{nonce}_EOF\n"
-                f"eval \"$__hermes_cmd\" < /dev/null 2>&1\n"
-                f"printf '\\n__HERMES_{self._session}_{self._seq}_RC_%s__\\n' \"$?\"\n"
-            )
+            text = f"{command}\n".encode()
+            # One short line (bash reads a pipe a byte at a time: ~60 reads), then the command's
+            # bytes, which `read -N` takes in bulk whatever they hold (no delimiter to forge).
+            script = (f"__hermes_pre {len(text)};eval \"$__hermes_cmd\" </dev/null 2>&1;"
+                      f"__hermes_post {self._seq} $?\n").encode() + text
             note, self._note = self._note, ""
             try:
-                await self.proc.write(script.encode())
+                await self.proc.write(script)
                 # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation.
                 async with asyncio.timeout(timeout):
                     found = await self._read_until(done)

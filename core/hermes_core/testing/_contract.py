@@ -176,6 +176,25 @@ class SandboxContract(ProcessContract):
         r = await sandbox.shell('pwd; echo "$HERMES_X"')
         assert r.output == f"{sandbox.path('a b')}\nv 1\n"
 
+    async def test_shell_runs_any_text_at_top_level(self, sandbox):
+        """Commands reach the shell as a byte count and the bytes: multi-byte text, a here-document,
+        lines that look like the session's own protocol and no trailing newline all arrive intact,
+        and run at the shell's top level (``declare`` and ``set --`` persist, as typed)."""
+        self._needs(sandbox, "persistent_shell")
+        text = "héllo wörld ✓ 𝄞"
+        r = await sandbox.shell(f"printf '%s|' '{text}'; printf '%s' '{text}' | wc -c")
+        assert r.output == f"{text}|{len(text.encode())}\n", r
+        r = await sandbox.shell("cat <<'EOF'\n__hermes_pre 3;eval\n__HERMES_0123456789abcdef_EOF\nEOF")
+        assert r.output == "__hermes_pre 3;eval\n__HERMES_0123456789abcdef_EOF\n", r
+        r = await sandbox.shell("declare HERMES_D=5; set -- a 'b c'")
+        assert r.exit_code == 0, r
+        r = await sandbox.shell('echo "$HERMES_D $# $2"')
+        assert r.output == "5 2 b c\n", r
+        r = await sandbox.shell("echo tail\\")
+        assert r.output.startswith("tail"), r
+        r = await sandbox.shell("echo next")
+        assert r.output == "next\n", "the session must survive a command that ends in a backslash"
+
     async def test_shell_exit_code_and_no_stdin(self, sandbox):
         r = await sandbox.shell("cat; false")
         assert r.exit_code == 1

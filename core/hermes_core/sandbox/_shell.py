@@ -83,8 +83,10 @@ class ShellSession:
             f"set -m +o history\nexport PAGER=cat GIT_PAGER=cat TERM=dumb\n"
             f"__hermes_jobs=\"${{TMPDIR:-/tmp}}/.hermes-jobs-{nonce}\"\n"
             # Before each command: read its text (a byte count, then the bytes), note the jobs
-            # already running (what a timeout must spare); after it: its sentinel.
-            "__hermes_pre() { LC_ALL=C read -r -N \"$1\" __hermes_cmd; jobs -p > \"$__hermes_jobs\"; }\n"
+            # already running (what a timeout must spare; no file at all while there are none:
+            # making one costs an inode per rollout); after it: its sentinel.
+            "__hermes_pre() { LC_ALL=C read -r -N \"$1\" __hermes_cmd; if jobs %% >/dev/null 2>&1; "
+            "then jobs -p > \"$__hermes_jobs\"; elif [[ -e $__hermes_jobs ]]; then : > \"$__hermes_jobs\"; fi; }\n"
             f"__hermes_post() {{ printf '\\n__HERMES_{self._session}_%s_RC_%s__\\n' \"$1\" \"$2\"; }}\n"
             f"printf '{ready}%s__%s\\n' $$ \"$__hermes_jobs\"\n"
         ).encode()

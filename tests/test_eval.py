@@ -271,7 +271,8 @@ def test_sigint_during_eval_leaves_no_sandbox_or_process_and_keeps_finished_resu
             time.sleep(0.1)
         else:
             pytest.fail(f"the slow rollouts did not start: {marked_processes(mark)}")
-        assert len(list(root.iterdir())) == 3
+        # three live sandboxes (the finished rollout's emptied directory may wait as a spare)
+        assert len([d for d in root.iterdir() if not d.name.startswith("hermes-spare-")]) == 3
         child.send_signal(signal.SIGINT)
         _, err = child.communicate(timeout=30)
     finally:

@@ -101,7 +101,8 @@ class Runtime:
         # The backstop for a driver that ends without closing (sys.exit, an unhandled
         # exception): it holds the set of open sandboxes (not the Runtime, which may be gone by
         # then), and is unregistered by aclose().
-        self._atexit = functools.partial(_close_at_exit, self._sandboxes)
+        self._backend_closers = [spec.close for spec in self.backends.values() if spec.close is not None]
+        self._atexit = functools.partial(_close_at_exit, self._sandboxes, self._backend_closers)
         atexit.register(self._atexit)
 
     # ------------------------------------------------------------------ plugins
@@ -306,6 +307,7 @@ class Runtime:
         import asyncio  # here, not at the top: `import hermes_core` stays light
 
         await asyncio.gather(*(s.close() for s in sandboxes), return_exceptions=True)
+        _close_backends(self._backend_closers)
         atexit.unregister(self._atexit)
 
     async def __aenter__(self) -> Runtime:
@@ -337,16 +339,28 @@ def _raise_nofile_limit() -> None:
             "file descriptors; raise it with `ulimit -n` or the service's LimitNOFILE", soft, hard)
 
 
-def _close_at_exit(sandboxes: set[Sandbox]) -> None:
-    if not sandboxes:
-        return
-    # The driver's own loop is gone by now: close on a fresh one, in a thread of its own (the
-    # interpreter may be exiting from inside a running loop), and give up after a while.
-    import asyncio
+def _close_backends(closers: list[Callable[[], None]]) -> None:
+    """Let each backend release what it keeps between sandboxes (once)."""
+    todo = closers[:]
+    closers.clear()
+    for fn in todo:
+        try:
+            fn()
+        except Exception:  # noqa: BLE001 - closing must go on
+            pass
 
-    thread = threading.Thread(target=lambda: asyncio.run(_close_leftovers(sandboxes)), name="hermes-atexit", daemon=True)
-    thread.start()
-    thread.join(60)
+
+def _close_at_exit(sandboxes: set[Sandbox], closers: list[Callable[[], None]]) -> None:
+    if sandboxes:
+        # The driver's own loop is gone by now: close on a fresh one, in a thread of its own
+        # (the interpreter may be exiting from inside a running loop), and give up after a while.
+        import asyncio
+
+        thread = threading.Thread(target=lambda: asyncio.run(_close_leftovers(sandboxes)), name="hermes-atexit",
+                                  daemon=True)
+        thread.start()
+        thread.join(60)
+    _close_backends(closers)
 
 
 async def _close_leftovers(sandboxes: set[Sandbox]) -> None:

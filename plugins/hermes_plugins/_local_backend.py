@@ -46,6 +46,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from . import _local_cgroup as cgroups
 from . import _local_files as files
+from ._local_spares import SKELETON, Made, SpareDirectories
 
 #: Host variables a local sandbox inherits. Everything else (API keys, tokens) stays out
 #: unless named in ``pass_env`` or given in ``env``.
@@ -92,9 +93,12 @@ class LocalSandbox(Sandbox):
         sandbox_id: str,
         labels: Mapping[str, str] | None = None,
         sweeper: MarkedProcessSweeper | None = None,
+        spares: SpareDirectories | None = None,
     ):
         super().__init__(options or LocalOptions(), sandbox_id=sandbox_id, labels=labels)
         self._sweeper = sweeper
+        self._spares = spares
+        self._made: Made | None = None  # how the directory was made (to keep it as a spare)
         self.root: Path | None = None
         self._env: dict[str, str] = {}
         self._pgids: set[int] = set()
@@ -112,11 +116,20 @@ class LocalSandbox(Sandbox):
 
     async def _start(self) -> None:
         opts: LocalOptions = self.options
-        if opts.root:
+        if opts.root and not os.path.isdir(opts.root):
             Path(opts.root).mkdir(parents=True, exist_ok=True)
-        self.root = Path(tempfile.mkdtemp(prefix=f"hermes-{self.sandbox_id}-", dir=opts.root))
-        for sub in _SKELETON:
-            os.mkdir(self.root / sub)
+        if opts.user is not None or opts.uid_range is not None:
+            self._spares = None  # its directories change owner: made fresh, removed after
+        prefix = f"hermes-{self.sandbox_id}-"
+        reused = None
+        if self._spares is not None:
+            reused = self._spares.take(Path(opts.root or tempfile.gettempdir()), prefix)
+        if reused is not None:
+            self.root, self._made = reused.root, reused
+        else:
+            self.root = Path(tempfile.mkdtemp(prefix=prefix, dir=opts.root))
+            for sub in SKELETON:
+                os.mkdir(self.root / sub)
         self._uid = self._pick_uid(opts)
         if self._uid is not None:
             if shutil.which("setpriv") is None:
@@ -151,7 +164,11 @@ class LocalSandbox(Sandbox):
                 )
         record = {**owner_record(opts.max_lifetime), "sandbox_id": self.sandbox_id,
                   "cgroup": str(self._cgroup.path) if self._cgroup else None}
-        self._owner_file = _write_owner(self.root, json.dumps(record, separators=(",", ":")).encode())
+        self._owner_file = _write_owner(self.root, json.dumps(record, separators=(",", ":")).encode(),
+                                        replace=reused is not None)
+        if self._spares is not None and reused is None and not self._owner_file:
+            self._made = Made.of(self.root)
+            self._spares.learn(self._made)
 
     def _pick_uid(self, opts: LocalOptions) -> int | None:
         if opts.uid_range is None:
@@ -323,12 +340,16 @@ class LocalSandbox(Sandbox):
         for pgid in self._pgids:
             killpg(pgid, signal.SIGKILL)
         self._pgids.clear()
+        # Whether no process of the sandbox can be left (its directory may then be a spare: a
+        # survivor would find its working directory in the next sandbox).
+        none_left = not self._ran
         if self._cgroup is not None:
             # Everything the sandbox started, however it hid (marker dropped, own session,
             # re-parented): the cgroup holds it, so no /proc scan is needed. An empty cgroup
             # (nothing ran, or everything already exited) is one rmdir, done here.
             if not self._cgroup.remove_if_empty():
                 await run_teardown(self._cgroup.remove)
+            none_left = not self._cgroup.path.exists()
         elif self.root is not None and self._ran:
             # Marker tracking: anything that escaped its process group (setsid, double fork)
             # still carries the sandbox marker in its environment (unless it dropped it).
@@ -340,23 +361,29 @@ class LocalSandbox(Sandbox):
                 if not found:
                     break
                 await asyncio.sleep(0.01)
-        if self.root is not None and not _remove_pristine(self.root, owner_file=self._owner_file):
+        if self.root is not None and not self._keep_as_spare(none_left) and not _remove_pristine(
+                self.root, owner_file=self._owner_file):
             await run_teardown(shutil.rmtree, self.root, True)
         lock = getattr(self, "_uid_lock", None)
         if lock is not None:
             self._uid_lock = None
             os.close(lock)  # the uid is free for the next sandbox
 
+    def _keep_as_spare(self, none_left: bool) -> bool:
+        """Hand the emptied directory to the spares (``False``: it is to be removed)."""
+        made, self._made = self._made, None
+        if self._spares is None or made is None or self._owner_file or not none_left:
+            return False
+        spare = {**owner_record(), "sandbox_id": None, "spare": True}
+        return self._spares.give(made, json.dumps(spare, separators=(",", ":")).encode(), OWNER_XATTR)
 
-#: What a new sandbox directory holds (see ``LocalSandbox._start``).
-_SKELETON = ("work", "home", "tmp")
 
-
-def _write_owner(root: Path, record: bytes) -> bool:
+def _write_owner(root: Path, record: bytes, *, replace: bool = False) -> bool:
     """Record the owner on the sandbox directory: as an xattr where the filesystem has them
-    (ext4, xfs, btrfs, tmpfs since Linux 6.6), else as ``owner.json``; ``True`` for the file."""
+    (ext4, xfs, btrfs, tmpfs since Linux 6.6), else as ``owner.json``; ``True`` for the file.
+    ``replace``: the directory is a spare, whose record this replaces."""
     try:
-        os.setxattr(root, OWNER_XATTR, record, os.XATTR_CREATE)
+        os.setxattr(root, OWNER_XATTR, record, os.XATTR_REPLACE if replace else os.XATTR_CREATE)
         return False
     except OSError:
         pass
@@ -374,7 +401,7 @@ def _remove_pristine(root: Path, most: int = 16, *, owner_file: bool = True) -> 
     with a handful of syscalls that never follow a link; ``False`` if it holds more (a
     subdirectory, many files), for ``shutil.rmtree`` to deal with off the event loop."""
     try:
-        for sub in _SKELETON:
+        for sub in SKELETON:
             d = root / sub
             with os.scandir(d) as it:
                 names = []
@@ -574,6 +601,10 @@ async def sweep(
                 continue  # no owner record: not ours to judge (use --force)
             if owner_alive(owner, now=now):
                 continue
+        if (owner or {}).get("spare"):  # an emptied directory kept for reuse: no process of its own
+            await run_teardown(shutil.rmtree, d, True)
+            removed.append(str(d))
+            continue
         sandbox_id = (owner or {}).get("sandbox_id") or d.name.removeprefix("hermes-").rsplit("-", 1)[0]
         cg_path = (owner or {}).get("cgroup")
         if cg_path and Path(cg_path).is_dir():

@@ -16,14 +16,20 @@ _IMPL = "hermes_plugins._local_backend"
 
 @hookimpl
 def hermes_register_backends(registry: BackendRegistry) -> None:
-    sweeper: list[Any] = []  # one per Runtime (this hook runs once for each), made on first use
+    # One process sweeper and one set of spare directories per Runtime (this hook runs once
+    # for each), made on first use.
+    shared: list[Any] = []
 
     def factory(options: Any, *, sandbox_id: str, labels: Mapping[str, str]) -> Any:
-        from ._local_backend import LocalSandbox, MarkedProcessSweeper
+        from ._local_backend import LocalSandbox, MarkedProcessSweeper, SpareDirectories
 
-        if not sweeper:
-            sweeper.append(MarkedProcessSweeper())
-        return LocalSandbox(options, sandbox_id=sandbox_id, labels=labels, sweeper=sweeper[0])
+        if not shared:
+            shared.extend((MarkedProcessSweeper(), SpareDirectories()))
+        return LocalSandbox(options, sandbox_id=sandbox_id, labels=labels, sweeper=shared[0], spares=shared[1])
+
+    def close() -> None:
+        if shared:
+            shared[1].drain()
 
     registry.register(
         "local",
@@ -32,6 +38,7 @@ def hermes_register_backends(registry: BackendRegistry) -> None:
         description="a fresh directory, scrubbed environment and own process groups on this machine",
         sweep=f"{_IMPL}:sweep",
         images=False,
+        close=close,
     )
 
 

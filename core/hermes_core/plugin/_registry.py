@@ -187,6 +187,7 @@ class BackendSpec(_Lazy):
         images: whether a sandbox runs the ``image`` option (a container image); ``None``: the
             options model says so (an ``image`` option whose description does not start with
             "Ignored").
+        close: optional ``close()`` called when the Runtime closes (see ``register``).
     """
 
     name: str
@@ -196,6 +197,7 @@ class BackendSpec(_Lazy):
     plugin: str = ""
     sweep_ref: Callable[..., Any] | Ref | None = None
     images: bool | None = None
+    close: Callable[[], None] | None = None
 
     @property
     def runs_images(self) -> bool:
@@ -432,6 +434,7 @@ class BackendRegistry(Registry[BackendSpec]):
         description: str = "",
         sweep: Callable[..., Any] | Ref | None = None,
         images: bool | None = None,
+        close: Callable[[], None] | None = None,
     ) -> BackendSpec:
         """Register a sandbox backend.
 
@@ -447,8 +450,13 @@ class BackendRegistry(Registry[BackendSpec]):
                 of killed drivers (``hermes sandbox sweep``).
             images: whether the backend runs a task's ``image`` (``None``: inferred from the
                 options model, see :attr:`BackendSpec.images`).
+            close: optional ``close()`` the Runtime calls once when it closes, after its
+                sandboxes (also at exit if it was never closed): releases what the backend keeps
+                between sandboxes. Synchronous, quick, must not raise.
         """
-        return self._add(name, BackendSpec(name, factory, options, description, self.current_plugin, sweep, images))
+        return self._add(
+            name, BackendSpec(name, factory, options, description, self.current_plugin, sweep, images, close)
+        )
 
 
 class ToolRegistry(Registry[ToolSpec]):

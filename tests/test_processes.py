@@ -243,7 +243,9 @@ async def test_kill_tree_leaves_no_descendant(tmp_path, tracking):
     )
     rt = Runtime(config)
     async with rt.rollout() as ctx:
-        assert ctx.sandbox.host_pids() is None if tracking == "marker" else isinstance(ctx.sandbox.host_pids(), list)
+        # the sandbox lists its own processes exactly when a cgroup tracks them
+        assert (ctx.sandbox.host_pids() is None) == (ctx.sandbox.tracking == "marker")
+        assert tracking != "marker" or ctx.sandbox.tracking == "marker"
         sid = await bg(
             ctx,
             "sleep 120 & (sleep 120 & sleep 120 & wait) & "
@@ -579,3 +581,31 @@ def test_default_paths_honour_xdg(monkeypatch, tmp_path):
     monkeypatch.delenv("XDG_DATA_HOME")
     assert ProcessRegistry(config=ProcessConfig()).checkpoint_path == Path.home() / ".local/share/hermes/processes.json"
     assert os.path.isabs(str(reg.checkpoint_path))
+
+
+async def test_coalesced_passes_answer_every_waiter_once_and_fail_them_all_together():
+    """The shared-pass helper behind the /proc scans: lookups made while a pass runs share the
+    next one; a pass takes one key per subject when asked to; a failing pass fails each of its
+    waiters (none is left waiting) and the next pass still runs."""
+    from hermes_core.sandbox import Coalescer
+
+    passes: list[list[tuple[str, int]]] = []
+    fail = {"now": False}
+
+    async def run(keys):
+        passes.append(list(keys))
+        await asyncio.sleep(0.01)
+        if fail["now"]:
+            raise OSError("scan failed")
+        return {k: f"{k[0]}:{k[1]}" for k in keys}
+
+    c = Coalescer(run, lambda key, chosen: all(key[0] != k[0] for k in chosen))
+    keys = [(f"s{i % 5}", i) for i in range(20)]
+    got = await asyncio.gather(*(c.ask(k) for k in keys), c.ask(("s0", 0)))
+    assert got == [f"{s}:{i}" for s, i in keys] + ["s0:0"]
+    assert len(passes) == 4 and all(len({s for s, _ in p}) == len(p) == 5 for p in passes)
+    fail["now"] = True
+    results = await asyncio.gather(*(c.ask(("x", i)) for i in range(3)), return_exceptions=True)
+    assert [type(r) for r in results] == [OSError] * 3
+    fail["now"] = False
+    assert await asyncio.wait_for(c.ask(("y", 1)), 5) == "y:1"

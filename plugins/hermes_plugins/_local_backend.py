@@ -26,6 +26,7 @@ from hermes_core.errors import SandboxError
 from hermes_core.sandbox import (
     TIMEOUT_EXIT_CODE,
     Capabilities,
+    Coalescer,
     Command,
     ExecResult,
     FileInfo,
@@ -532,33 +533,16 @@ class MarkedProcessSweeper:
     """
 
     def __init__(self) -> None:
-        self._pending: dict[str, list[asyncio.Future[int]]] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._passes: Coalescer[str, int] = Coalescer(self._kill)
 
     async def sweep(self, sandbox_id: str) -> int:
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[int] = loop.create_future()
-        self._pending.setdefault(sandbox_id, []).append(fut)
-        if self._task is None or self._task.done() or self._task.get_loop() is not loop:
-            self._task = loop.create_task(self._drain())
-        return await fut
+        return await self._passes.ask(sandbox_id)
 
-    async def _drain(self) -> None:
-        while self._pending:
-            batch, self._pending = self._pending, {}
-            try:
-                counts = await run_teardown(kill_marked, set(batch))
-            except BaseException as e:  # hand the failure to every waiter, never strand one
-                for futs in batch.values():
-                    for f in futs:
-                        if not f.done():
-                            f.set_exception(e)
-                raise
-            unsure = counts.get(UNSURE, 0)
-            for sid, futs in batch.items():
-                for f in futs:
-                    if not f.done():
-                        f.set_result(counts.get(sid, 0) + unsure)
+    @staticmethod
+    async def _kill(sandbox_ids: list[str]) -> dict[str, int]:
+        counts = await run_teardown(kill_marked, set(sandbox_ids))
+        unsure = counts.get(UNSURE, 0)
+        return {sid: counts.get(sid, 0) + unsure for sid in sandbox_ids}
 
 
 def _read_owner(d: Path) -> dict | None:

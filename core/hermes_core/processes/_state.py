@@ -18,6 +18,7 @@ from ..errors import (
     ProcessLimitError,
     ProcessNotFoundError,
 )
+from ..sandbox._coalesce import Coalescer
 from ..sandbox._owner import proc_stat
 
 __all__ = [
@@ -294,8 +295,9 @@ class StragglerScanner:
     ``/proc`` instead of 1,000 (each of which reads every process on the machine)."""
 
     def __init__(self) -> None:
-        self._pending: dict[tuple[str, int | None, bool], list[asyncio.Future[list[int]]]] = {}
-        self._task: asyncio.Task[None] | None = None
+        # one query per session and pass; another query of the same session waits for the next
+        self._passes: Coalescer[tuple[str, int | None, bool], list[int]] = Coalescer(
+            self._scan, lambda key, chosen: all(key[0] != c[0] for c in chosen))
 
     async def find(self, pgid: int | None, session_id: str, *, strict: bool,
                    among: Callable[[], list[int] | None] | None = None) -> list[int]:
@@ -306,33 +308,12 @@ class StragglerScanner:
             if len(pids) <= 32:  # a few small reads: not worth a thread
                 return stragglers(pgid, session_id, strict=strict, among=pids)
             return await asyncio.to_thread(stragglers, pgid, session_id, strict=strict, among=pids)
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[list[int]] = loop.create_future()
-        self._pending.setdefault((session_id, pgid, strict), []).append(fut)
-        if self._task is None or self._task.done() or self._task.get_loop() is not loop:
-            self._task = loop.create_task(self._drain())
-        return await fut
+        return await self._passes.ask((session_id, pgid, strict))
 
-    async def _drain(self) -> None:
-        while self._pending:
-            batch: dict[tuple[str, int | None, bool], list[asyncio.Future[list[int]]]] = {}
-            queries: dict[str, tuple[int | None, bool]] = {}
-            for key in list(self._pending):
-                if key[0] not in queries:  # one query per session and pass; the rest wait
-                    queries[key[0]] = key[1:]
-                    batch[key] = self._pending.pop(key)
-            try:
-                found = await asyncio.to_thread(find_stragglers, queries)
-            except BaseException as e:  # hand the failure to every waiter, never strand one
-                for futs in batch.values():
-                    for f in futs:
-                        if not f.done():
-                            f.set_exception(e)
-                raise
-            for (sid, _, _), futs in batch.items():
-                for f in futs:
-                    if not f.done():
-                        f.set_result(found.get(sid, []))
+    @staticmethod
+    async def _scan(keys: list[tuple[str, int | None, bool]]) -> dict[tuple[str, int | None, bool], list[int]]:
+        found = await asyncio.to_thread(find_stragglers, {sid: (pgid, strict) for sid, pgid, strict in keys})
+        return {key: found.get(key[0], []) for key in keys}
 
 
 def kill_pids(pids: list[int], sig: int = signal.SIGKILL) -> None:

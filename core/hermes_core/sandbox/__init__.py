@@ -10,6 +10,7 @@ group, so a signal reaches the command behind the launcher. See ``docs/backends.
 """
 
 from ._blocking import run_blocking, run_teardown
+from ._coalesce import Coalescer
 from ._contract import Sandbox
 from ._oneshot import run_subprocess
 from ._output import DEFAULT_OUTPUT_LIMIT, OutputBuffer, omitted_note
@@ -33,6 +34,7 @@ __all__ = [
     "HIGH_WATER",
     "TIMEOUT_EXIT_CODE",
     "Capabilities",
+    "Coalescer",
     "Command",
     "ExecResult",
     "FileInfo",

@@ -73,9 +73,9 @@ async def test_soak_with_faults_leaves_nothing(fake):
     finally:
         await rt.aclose()
     errors = [r for r in results if isinstance(r, BaseException)]
-    assert not errors, errors[:3]
+    assert not errors, [f"{type(e).__name__}: {e}" for e in errors]
     assert outcome["ok"] + outcome["gone"] == n and outcome["gone"] >= 1
-    for _ in range(200):
+    for _ in range(600):  # the fake removes containers in the background: a loaded engine is slow at it
         if fake.sandbox_count() == 0 and not fake.container_ids():
             break
         await asyncio.sleep(0.1)

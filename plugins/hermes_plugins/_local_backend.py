@@ -26,6 +26,7 @@ from hermes_core.errors import SandboxError
 from hermes_core.sandbox import (
     TIMEOUT_EXIT_CODE,
     Capabilities,
+    CloneRefused,
     Coalescer,
     Command,
     ExecResult,
@@ -34,6 +35,7 @@ from hermes_core.sandbox import (
     Process,
     Sandbox,
     ShellSession,
+    clone_into_cgroup,
     killpg,
     owner_alive,
     owner_record,
@@ -108,29 +110,31 @@ class LocalSandbox(Sandbox):
         self._uid: int | None = None
         self._uid_lock: int | None = None
         self._owner_file = False  # the owner record is a file (no xattr support), not an xattr
+        self._workdir: str | None = None
 
     @property
     def workdir(self) -> str:
-        if self.root is None:
+        if self._workdir is None:
             raise SandboxError(f"sandbox {self.sandbox_id} is not started")
-        return str(self.root / "work")
+        return self._workdir
 
     async def _start(self) -> None:
         opts: LocalOptions = self.options
-        if opts.root and not os.path.isdir(opts.root):
-            Path(opts.root).mkdir(parents=True, exist_ok=True)
+        parent = _parent_dir(opts.root)
         if opts.user is not None or opts.uid_range is not None:
             self._spares = None  # its directories change owner: made fresh, removed after
         prefix = f"hermes-{self.sandbox_id}-"
         reused = None
         if self._spares is not None:
-            reused = self._spares.take(Path(opts.root or tempfile.gettempdir()), prefix)
+            reused = self._spares.take(parent, prefix)
         if reused is not None:
             self.root, self._made = reused.root, reused
         else:
-            self.root = Path(tempfile.mkdtemp(prefix=prefix, dir=opts.root))
+            self.root = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
             for sub in SKELETON:
                 os.mkdir(self.root / sub)
+        root = str(self.root)
+        self._workdir = f"{root}/work"
         self._uid = self._pick_uid(opts)
         if self._uid is not None:
             if shutil.which("setpriv") is None:
@@ -148,10 +152,13 @@ class LocalSandbox(Sandbox):
             # Crash recovery logs job output into the driver's data directory, which this uid
             # cannot write: such sandboxes' background jobs end with their driver.
             self.capabilities = dataclasses.replace(type(self).capabilities, host_processes=False)
-        env = {k: os.environ[k] for k in INHERITED_ENV if k in os.environ}
+        host = os.environ
+        env = {k: host[k] for k in INHERITED_ENV if k in host}
         env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
-        env.update({k: os.environ[k] for k in opts.pass_env if k in os.environ})
-        env.update(HOME=str(self.root / "home"), TMPDIR=str(self.root / "tmp"))
+        if opts.pass_env:
+            env.update({k: host[k] for k in opts.pass_env if k in host})
+        env["HOME"] = f"{root}/home"
+        env["TMPDIR"] = f"{root}/tmp"
         env.update(opts.env)
         env[MARKER] = self.sandbox_id
         self._env = env
@@ -206,8 +213,10 @@ class LocalSandbox(Sandbox):
         """How this sandbox's processes are tracked: ``cgroup v2 at ...``, or ``marker``."""
         return f"cgroup {self._cgroup.kind} at {self._cgroup.path}" if self._cgroup else "marker"
 
-    def _launch(self, argv: list[str]) -> list[str]:
-        """How a command starts inside the sandbox's cgroup (if any), joining it before it runs.
+    def _launch(self, argv: list[str], *, direct: bool = False) -> tuple[list[str], str | None]:
+        """How a command starts inside the sandbox's cgroup (if any), joining it before it runs:
+        ``(argv, cgroup)`` — with ``direct`` (a one-shot command) and cgroup v2, the kernel starts
+        it inside (``clone3``, no exec added: ``cgroup`` is the directory); else the argv joins.
 
         A shell string or any ``bash -c`` command joins in the very bash that runs it (no extra
         exec); anything else goes behind a tiny ``sh`` launcher. (Placing the forking driver thread in the cgroup instead
@@ -215,16 +224,18 @@ class LocalSandbox(Sandbox):
         """
         cg = self._cgroup
         if cg is None:
-            return argv
+            return argv, None
+        if direct and cg.kind == "v2" and clone_into_cgroup():
+            return argv, str(cg.path)
         if len(argv) >= 3 and argv[:2] == ["bash", "-c"]:
             procs = str(cg.path / "cgroup.procs")
             if len(argv) == 3:
-                return ["bash", "-c", 'echo 0 > "$0" || exit 125; BASH_ARGV0=bash; eval "$1"', procs, argv[2]]
+                return ["bash", "-c", 'echo 0 > "$0" || exit 125; BASH_ARGV0=bash; eval "$1"', procs, argv[2]], None
             # `bash -c SCRIPT NAME ARGS...`: $0 and $1.. become NAME and ARGS inside the eval,
             # before the script's first word runs.
             return ["bash", "-c", 'echo 0 > "$0" || exit 125; BASH_ARGV0=$2; eval "shift 2; $1"',
-                    procs, *argv[2:]]
-        return cg.launcher(argv)
+                    procs, *argv[2:]], None
+        return cg.launcher(argv), None
 
     def _env_for(self, env: Mapping[str, str] | None) -> dict[str, str]:
         if not env:
@@ -248,12 +259,20 @@ class LocalSandbox(Sandbox):
     ) -> ExecResult:
         self._check_open()
         self._ran = True
-        argv = self._launch(self.argv(command))
+        plain = self.argv(command)
+        argv, cgroup = self._launch(plain, direct=True)
         try:
-            code, data, timed_out = await run_subprocess(
-                argv, cwd=self._cwd(cwd), env=self._env_for(env), stdin=stdin,
-                timeout=timeout, track=self._pgids, max_output=self.output_limit,
-            )
+            try:
+                code, data, timed_out = await run_subprocess(
+                    argv, cwd=self._cwd(cwd), env=self._env_for(env), stdin=stdin,
+                    timeout=timeout, track=self._pgids, max_output=self.output_limit, cgroup=cgroup,
+                )
+            except CloneRefused:  # nothing started; from now on every command joins through its argv
+                argv, cgroup = self._launch(plain)
+                code, data, timed_out = await run_subprocess(
+                    argv, cwd=self._cwd(cwd), env=self._env_for(env), stdin=stdin,
+                    timeout=timeout, track=self._pgids, max_output=self.output_limit,
+                )
         except (FileNotFoundError, NotADirectoryError, PermissionError) as e:
             return ExecResult(127 if isinstance(e, FileNotFoundError) else 126, f"{e}\n")
         output = data.decode("utf-8", "replace")
@@ -281,7 +300,7 @@ class LocalSandbox(Sandbox):
             procs = shlex.quote(str(self._cgroup.path / "cgroup.procs"))
             await proc.write(f"echo 0 > {procs} || exit 125\n".encode())
             return proc
-        proc = await spawn_subprocess(self._launch(argv), pty=pty, cwd=self._cwd(cwd), env=self._env_for(env))
+        proc = await spawn_subprocess(self._launch(argv)[0], pty=pty, cwd=self._cwd(cwd), env=self._env_for(env))
         self._pgids.add(proc.pid)
         return proc
 
@@ -337,6 +356,30 @@ class LocalSandbox(Sandbox):
 
     # ------------------------------------------------------------------ teardown
 
+    def _close_now(self) -> bool:
+        """The usual close, without waiting: nothing runs any more (an empty cgroup is one rmdir,
+        a sandbox that ran nothing has nothing to find) and the directory is a spare or a
+        skeleton removed in a few syscalls. Anything else is left to :meth:`_close`."""
+        for pgid in self._pgids:
+            killpg(pgid, signal.SIGKILL)
+        self._pgids.clear()
+        if self._cgroup is not None:
+            if not self._cgroup.remove_if_empty():
+                return False
+        elif self._ran:
+            return False  # marker tracking: a scan of /proc, off the loop
+        if self.root is not None and not self._keep_as_spare(True) and not _remove_pristine(
+                self.root, owner_file=self._owner_file):
+            return False
+        self._release_uid()
+        return True
+
+    def _release_uid(self) -> None:
+        lock = getattr(self, "_uid_lock", None)
+        if lock is not None:
+            self._uid_lock = None
+            os.close(lock)  # the uid is free for the next sandbox
+
     async def _close(self) -> None:
         for pgid in self._pgids:
             killpg(pgid, signal.SIGKILL)
@@ -348,9 +391,11 @@ class LocalSandbox(Sandbox):
             # Everything the sandbox started, however it hid (marker dropped, own session,
             # re-parented): the cgroup holds it, so no /proc scan is needed. An empty cgroup
             # (nothing ran, or everything already exited) is one rmdir, done here.
-            if not self._cgroup.remove_if_empty():
+            if self._cgroup.remove_if_empty():
+                none_left = True
+            else:
                 await run_teardown(self._cgroup.remove)
-            none_left = not self._cgroup.path.exists()
+                none_left = not self._cgroup.path.exists()
         elif self.root is not None and self._ran:
             # Marker tracking: anything that escaped its process group (setsid, double fork)
             # still carries the sandbox marker in its environment (unless it dropped it).
@@ -365,10 +410,7 @@ class LocalSandbox(Sandbox):
         if self.root is not None and not self._keep_as_spare(none_left) and not _remove_pristine(
                 self.root, owner_file=self._owner_file):
             await run_teardown(shutil.rmtree, self.root, True)
-        lock = getattr(self, "_uid_lock", None)
-        if lock is not None:
-            self._uid_lock = None
-            os.close(lock)  # the uid is free for the next sandbox
+        self._release_uid()
 
     def _keep_as_spare(self, none_left: bool) -> bool:
         """Hand the emptied directory to the spares (``False``: it is to be removed)."""
@@ -377,6 +419,15 @@ class LocalSandbox(Sandbox):
             return False
         spare = {**owner_record(), "sandbox_id": None, "spare": True}
         return self._spares.give(made, json.dumps(spare, separators=(",", ":")).encode(), OWNER_XATTR)
+
+
+def _parent_dir(root: str | None) -> str:
+    """The absolute directory sandbox directories are made in (made if missing)."""
+    parent = os.path.abspath(root or tempfile.gettempdir())
+    if root and not os.path.isdir(parent):
+        Path(parent).mkdir(parents=True, exist_ok=True)
+    return parent
+
 
 
 def _write_owner(root: Path, record: bytes, *, replace: bool = False) -> bool:

@@ -91,12 +91,10 @@ class SandboxCgroup:
         return len(found)
 
     def remove_if_empty(self) -> bool:
-        """Remove the cgroup if no process is in it (one read and one rmdir, nothing waits);
-        ``False`` if it still holds processes (then :meth:`remove`)."""
+        """Remove the cgroup if no process (and no cgroup) is in it: one rmdir, which the kernel
+        refuses (EBUSY) while it holds any; ``False`` then (see :meth:`remove`)."""
         try:
-            if (self.path / "cgroup.procs").read_bytes().strip():
-                return False
-            self.path.rmdir()
+            os.rmdir(self.path)
         except FileNotFoundError:
             return True
         except OSError:

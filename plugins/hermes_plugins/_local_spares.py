@@ -38,8 +38,8 @@ class Made:
 
     __slots__ = ("dirs", "root")
 
-    def __init__(self, root: Path, dirs: tuple[tuple[int, ...], ...]):
-        self.root = root
+    def __init__(self, root: Path | str, dirs: tuple[tuple[int, ...], ...]):
+        self.root = Path(root)
         self.dirs = dirs  # per directory (root, then SKELETON): (dev, ino, mode, uid, gid)
 
     @classmethod
@@ -74,49 +74,62 @@ class SpareDirectories:
             return
         self._baseline[key] = (root_attrs, sub_attrs, flags)
 
-    def take(self, parent: Path, prefix: str) -> Made | None:
+    def take(self, parent: str, prefix: str) -> Made | None:
         """A spare under ``parent``, renamed to a fresh ``prefix*`` name; ``None`` if there is
         none (or the one there was changed meanwhile: it is removed)."""
-        pool = self._spares.get(str(parent))
+        pool = self._spares.get(parent)
         while pool:
             spare = pool.pop()
-            target = parent / f"{prefix}{secrets.token_hex(4)}"
+            target = f"{parent}/{prefix}{secrets.token_hex(4)}"
             try:
                 if os.path.lexists(target):
                     raise OSError("taken")
                 os.rename(spare.root, target)
-                made = Made(target, spare.dirs)
-                if _identity(os.lstat(target)) != spare.dirs[0] or any(os.listdir(target / s) for s in SKELETON):
-                    raise OSError("changed")  # a process outside it wrote into the spare
-                return made
+                # What a process outside the sandbox may have done to the spare meanwhile:
+                # written into it, or swapped one of its directories.
+                fd = os.open(target, _OPEN_DIR)
+                try:
+                    if _identity(os.fstat(fd)) != spare.dirs[0]:
+                        raise OSError("changed")
+                    for i, sub in enumerate(SKELETON, start=1):
+                        sfd = os.open(sub, _OPEN_DIR, dir_fd=fd)
+                        try:
+                            if _identity(os.fstat(sfd)) != spare.dirs[i] or os.listdir(sfd):
+                                raise OSError("changed")
+                        finally:
+                            os.close(sfd)
+                finally:
+                    os.close(fd)
+                return Made(target, spare.dirs)
             except OSError:
-                _remove(target if target.exists() else spare.root)
+                _remove(target if os.path.lexists(target) else str(spare.root))
         return None
 
     def give(self, made: Made, record: bytes, owner_attr: str) -> bool:
         """Keep ``made`` (a closed sandbox's directory whose processes are all gone) as a spare if
         it is as it was made once its few files are unlinked; ``False``: remove it instead."""
-        parent = made.root.parent
-        pool = self._spares.setdefault(str(parent), [])
-        baseline = self._baseline.get(str(parent))
+        root = str(made.root)
+        parent = root.rpartition("/")[0]
+        pool = self._spares.setdefault(parent, [])
+        baseline = self._baseline.get(parent)
         if baseline is None or len(pool) >= self.most:
             return False
         root_attrs, sub_attrs, flags = baseline
         try:
-            for i, sub in enumerate(SKELETON, start=1):
-                if not _empty_pristine(made.root / sub, made.dirs[i], sub_attrs, flags):
-                    return False
-            fd = os.open(made.root, _OPEN_DIR)
+            fd = os.open(root, _OPEN_DIR)
             try:
                 if (_identity(os.fstat(fd)) != made.dirs[0] or frozenset(os.listxattr(fd)) != root_attrs
-                        or _flags(fd) != flags or sorted(os.listdir(fd)) != sorted(SKELETON)):
+                        or _flags(fd) != flags or sorted(os.listdir(fd)) != _SORTED_SKELETON):
                     return False
+                for i, sub in enumerate(SKELETON, start=1):
+                    if not _empty_pristine(fd, sub, made.dirs[i], sub_attrs, flags):
+                        return False
             finally:
                 os.close(fd)
-            spare = parent / f"hermes-spare-{secrets.token_hex(6)}"
+            spare = f"{parent}/hermes-spare-{secrets.token_hex(6)}"
             if os.path.lexists(spare):
                 return False
-            os.rename(made.root, spare)
+            os.rename(root, spare)
         except OSError:
             return False
         try:
@@ -132,12 +145,15 @@ class SpareDirectories:
         n = 0
         for pool in self._spares.values():
             while pool:
-                _remove(pool.pop().root)
+                _remove(str(pool.pop().root))
                 n += 1
         return n
 
     def __len__(self) -> int:
         return sum(len(p) for p in self._spares.values())
+
+
+_SORTED_SKELETON = sorted(SKELETON)
 
 
 def _identity(st: os.stat_result) -> tuple[int, ...]:
@@ -152,32 +168,35 @@ def _flags(fd: int) -> int | None:
         return None
 
 
-def _empty_pristine(path: Path, made: tuple[int, ...], attrs: frozenset[str], flags: int | None) -> bool:
-    """Unlink the few files in ``path`` if it is the directory that was made, unchanged, and
-    holds nothing else; ``False`` (nothing unlinked) otherwise."""
-    fd = os.open(path, _OPEN_DIR)
+def _empty_pristine(dir_fd: int, name: str, made: tuple[int, ...], attrs: frozenset[str], flags: int | None) -> bool:
+    """Unlink the few files in directory ``name`` (of ``dir_fd``; never a link) if it is the
+    directory that was made, unchanged, and holds nothing else; ``False`` (nothing unlinked)
+    otherwise."""
+    fd = os.open(name, _OPEN_DIR, dir_fd=dir_fd)
     try:
         st = os.fstat(fd)
         if _identity(st) != made or st.st_nlink != 2 or frozenset(os.listxattr(fd)) != attrs or _flags(fd) != flags:
             return False
         names = os.listdir(fd)
+        if not names:
+            return True
         if len(names) > MOST_FILES:
             return False
-        for name in names:
-            if stat.S_ISDIR(os.lstat(name, dir_fd=fd).st_mode):
+        for entry in names:
+            if stat.S_ISDIR(os.lstat(entry, dir_fd=fd).st_mode):
                 return False  # (nlink counts subdirectories, but a rename may race it)
-        for name in names:
-            os.unlink(name, dir_fd=fd)
+        for entry in names:
+            os.unlink(entry, dir_fd=fd)
         return True
     finally:
         os.close(fd)
 
 
-def _remove(path: Path) -> None:
+def _remove(path: str) -> None:
     """Remove a spare (normally four empty directories), whatever it holds now."""
     try:
         for sub in SKELETON:
-            os.rmdir(path / sub)
+            os.rmdir(f"{path}/{sub}")
         os.rmdir(path)
     except OSError:
         import shutil

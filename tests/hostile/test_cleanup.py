@@ -137,7 +137,7 @@ async def test_bash_c_with_arguments_joins_the_cgroup_in_the_same_bash(tmp_path)
     arguments, runs inside the sandbox's cgroup, and costs no launcher exec."""
     rt = Runtime()
     sb = await rt.create_sandbox("local", {"root": str(tmp_path), "tracking": "cgroup"}).start()
-    assert sb._launch(["bash", "-c", "x", "n", "a"])[0] == "bash"
+    assert sb._launch(["bash", "-c", "x", "n", "a"])[0][0] == "bash"
     res = await sb.exec(["bash", "-c", 'printf "%s|" "$0" "$#" "$@"; cat /proc/self/cgroup', "the-name", "a b", "$c", ""])
     assert res.exit_code == 0, res.output
     assert res.output.startswith("the-name|3|a b|$c||"), res.output

@@ -12,7 +12,7 @@ group, so a signal reaches the command behind the launcher. See ``docs/backends.
 from ._blocking import run_blocking, run_teardown
 from ._coalesce import Coalescer
 from ._contract import Sandbox
-from ._oneshot import run_subprocess
+from ._oneshot import CloneRefused, clone_into_cgroup, run_subprocess
 from ._output import DEFAULT_OUTPUT_LIMIT, OutputBuffer, omitted_note
 from ._owner import owner_alive, owner_record
 from ._shell import ShellSession
@@ -34,6 +34,7 @@ __all__ = [
     "HIGH_WATER",
     "TIMEOUT_EXIT_CODE",
     "Capabilities",
+    "CloneRefused",
     "Coalescer",
     "Command",
     "ExecResult",
@@ -45,6 +46,7 @@ __all__ = [
     "Sandbox",
     "ShellSession",
     "Spawner",
+    "clone_into_cgroup",
     "exit_code",
     "extract_tar",
     "killpg",

@@ -30,6 +30,10 @@ _STAT_KINDS = {
     "fifo": "fifo", "socket": "socket", "character special file": "char", "block special file": "block",
 }
 
+#: ``Sandbox._closing`` once a close finished synchronously.
+_CLOSED = object()
+
+
 class Sandbox(abc.ABC):
     """One isolated place where a rollout's commands run.
 
@@ -63,7 +67,7 @@ class Sandbox(abc.ABC):
         self.labels = dict(labels or {})
         self._state = "new"  # new → started → closed
         self._shell: Any = None  # a ShellSession, created on first use
-        self._closing: asyncio.Future[None] | None = None
+        self._closing: asyncio.Future[None] | object | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -101,10 +105,15 @@ class Sandbox(abc.ABC):
         if self._closing is None:
             self._state = "closed"
             shell, self._shell = self._shell, None
+            if shell is None and self._closed_now():
+                # Torn down already, without awaiting anything (so nothing could interrupt it).
+                self._closing = _CLOSED
+                return
             # One teardown, shielded: a cancelled caller must not leave containers or processes
             # behind, and every later caller waits for the same teardown to finish.
             self._closing = asyncio.ensure_future(self._close_all(shell))
-        await asyncio.shield(self._closing)
+        if self._closing is not _CLOSED:
+            await asyncio.shield(self._closing)
 
     async def _close_all(self, shell: Any) -> None:
         if shell is not None:
@@ -138,6 +147,19 @@ class Sandbox(abc.ABC):
     @abc.abstractmethod
     async def _close(self) -> None:
         """Destroy the sandbox; must succeed when half-created or already gone."""
+
+    def _closed_now(self) -> bool:
+        try:
+            return self._close_now()
+        except Exception:  # noqa: BLE001 - whatever failed, _close finishes the teardown
+            return False  # _close finishes it
+
+    def _close_now(self) -> bool:
+        """Optional fast path of :meth:`close`: tear the sandbox down synchronously if that needs
+        no waiting (no blocking call either) and return ``True``; ``False`` (the default) when
+        :meth:`_close` must run. Called at most once, instead of ``_close`` when it succeeds;
+        it must leave the sandbox for ``_close`` to finish when it returns ``False``."""
+        return False
 
     # ------------------------------------------------------------------ commands
 

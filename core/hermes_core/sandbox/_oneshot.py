@@ -4,6 +4,9 @@ without asyncio's subprocess machinery.
 ``asyncio.create_subprocess_exec`` adds a transport, stream readers and (on 3.11) a watcher
 thread per child. Here a child is a plain ``Popen`` whose output pipe and pidfd are watched by the
 event loop directly, which keeps a one-shot command within a few percent of ``subprocess.run``.
+
+Given a cgroup (v2) directory, the command is started inside it by the kernel
+(``clone3(CLONE_INTO_CGROUP)``, the optional compiled ``_clone`` module): no launcher exec.
 """
 
 from __future__ import annotations
@@ -17,7 +20,26 @@ from collections.abc import Callable, Mapping, Sequence
 from ._output import DEFAULT_OUTPUT_LIMIT, OutputBuffer
 from ._subprocess import exit_code, killpg
 
-__all__ = ["run_subprocess"]
+try:
+    from . import _clone
+except ImportError:  # built without a C compiler: callers use a launcher instead
+    _clone = None
+
+__all__ = ["CloneRefused", "clone_into_cgroup", "run_subprocess"]
+
+
+class CloneRefused(RuntimeError):
+    """The kernel (or a seccomp filter) refused ``clone3`` into a cgroup: nothing was started;
+    :func:`clone_into_cgroup` is ``False`` from now on, start the command another way."""
+
+_clone_ok = _clone is not None and os.environ.get("HERMES_NO_CLONE3", "") in ("", "0")
+
+
+def clone_into_cgroup() -> bool:
+    """Whether a command can be started directly inside a cgroup v2 directory (``cgroup=`` of
+    :func:`run_subprocess`): the compiled helper is there and the kernel has not refused it.
+    ``HERMES_NO_CLONE3=1`` turns it off (then a launcher joins the cgroup)."""
+    return _clone_ok
 
 
 async def run_subprocess(
@@ -30,6 +52,7 @@ async def run_subprocess(
     track: set[int] | None = None,
     max_output: int = DEFAULT_OUTPUT_LIMIT,
     on_start: Callable[[int], None] | None = None,
+    cgroup: str | None = None,
 ) -> tuple[int, bytes, bool]:
     """Run ``argv`` in a new session; return (exit code, merged output, timed out).
 
@@ -37,13 +60,14 @@ async def run_subprocess(
     driver's memory stays bounded whatever the command prints.
 
     ``track`` holds the process group id while the command runs (so a sandbox close can kill it);
-    ``on_start(pid)`` is called as soon as the process exists.
+    ``on_start(pid)`` is called as soon as the process exists. ``cgroup``: a cgroup v2 directory
+    the process starts in (only where :func:`clone_into_cgroup`).
 
     On timeout or cancellation the whole process group is killed. Output that a daemonised
     grandchild keeps open does not hang the call: reading stops shortly after the exit.
     """
     loop = asyncio.get_running_loop()
-    proc = _popen(argv, cwd, env, stdin)
+    proc = _popen(argv, cwd, env, stdin) if cgroup is None else _Cloned(argv, cwd, env, stdin, cgroup)
     if track is not None:
         track.add(proc.pid)
     if on_start is not None:
@@ -68,10 +92,16 @@ async def run_subprocess(
             if not eof.done():
                 eof.set_result(None)
 
-    pidfd = os.pidfd_open(proc.pid)
+    pidfd = proc.pidfd if cgroup is not None else os.pidfd_open(proc.pid)
+
+    # ``exited`` is awaited directly (no shield: one loop iteration less per command), so a
+    # cancelled caller cancels it; ``gone`` is what says whether the process has exited.
+    gone = False
 
     def on_exit() -> None:
+        nonlocal gone
         loop.remove_reader(pidfd)
+        gone = True
         if not exited.done():
             exited.set_result(None)
 
@@ -83,13 +113,17 @@ async def run_subprocess(
     timed_out = False
     try:
         try:
-            async with asyncio.timeout(timeout):
-                await asyncio.shield(exited)
+            if timeout is None:
+                await exited
+            else:
+                async with asyncio.timeout(timeout):
+                    await exited
         except TimeoutError:
             timed_out = True
     finally:
-        if not exited.done():
+        if not gone:
             killpg(proc.pid, signal.SIGKILL)
+            exited = loop.create_future()
             await asyncio.shield(exited)
         if timed_out:
             killpg(proc.pid, signal.SIGKILL)
@@ -155,3 +189,80 @@ def _popen(argv: Sequence[str], cwd: str, env: Mapping[str, str], stdin: bytes |
         env=dict(env),
         start_new_session=True,
     )
+
+
+class _Closable:
+    __slots__ = ("closed", "fd")
+
+    def __init__(self, fd: int):
+        self.fd, self.closed = fd, False
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            os.close(self.fd)
+
+
+class _Cloned:
+    """The part of ``Popen`` that :func:`run_subprocess` uses, for a child started by
+    ``clone3`` inside a cgroup (same errors as ``Popen``: FileNotFoundError naming the command or
+    the working directory)."""
+
+    __slots__ = ("pid", "pidfd", "returncode", "stdin", "stdout")
+
+    def __init__(self, argv: Sequence[str], cwd: str, env: Mapping[str, str], stdin: bytes | None, cgroup: str):
+        global _clone_ok
+        argv = list(argv)
+        exe = argv[0]
+        exes = [os.fsencode(exe)] if "/" in exe else [os.fsencode(os.path.join(d, exe)) for d in os.get_exec_path(env)]
+        envp = [os.fsencode(f"{k}={v}") for k, v in env.items()]
+        rfd, wfd = os.pipe2(os.O_CLOEXEC)
+        in_r = in_w = -1
+        fds = [rfd, wfd]
+        try:
+            if stdin is not None:
+                in_r, in_w = os.pipe2(os.O_CLOEXEC)
+                fds += [in_r, in_w]
+            else:
+                in_r = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+                fds.append(in_r)
+            cgfd = os.open(cgroup, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                pid, pidfd, step, err = _clone.spawn(
+                    exes, [os.fsencode(a) for a in argv], envp, os.fsencode(cwd), cgfd, in_r, wfd, wfd)
+            except OSError as e:
+                _clone_ok = False
+                raise CloneRefused(f"clone3 into {cgroup}: {e.strerror}") from None
+            finally:
+                os.close(cgfd)
+        except BaseException:
+            for fd in fds:
+                os.close(fd)
+            raise
+        os.close(wfd)
+        os.close(in_r)
+        if step:
+            os.close(rfd)
+            if in_w >= 0:
+                os.close(in_w)
+            raise OSError(err, os.strerror(err), cwd if step == 2 else exe if step == 3 else None)
+        self.pid, self.pidfd, self.returncode = pid, pidfd, None
+        self.stdout = _Closable(rfd)
+        self.stdin = _Closable(in_w) if in_w >= 0 else None
+
+    def wait(self) -> int:
+        if self.returncode is None:
+            while True:
+                try:
+                    _, status = os.waitpid(self.pid, 0)
+                    break
+                except InterruptedError:
+                    continue
+                except ChildProcessError:  # reaped by someone else (a waitpid(-1) watcher)
+                    status = 255 << 8
+                    break
+            self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode

@@ -400,6 +400,7 @@ class SandboxContract(ProcessContract):
     async def test_close_survives_cancellation(self, runtime, backend_options):
         sb = await runtime.create_sandbox(self.backend, backend_options).start()
         await sb.spawn(f"exec -a {_MARK}-cancel sleep 300")
+        await sb.shell("true")  # a live shell: the close has something to wait for
         task = asyncio.ensure_future(sb.close())
         await asyncio.sleep(0)
         task.cancel()

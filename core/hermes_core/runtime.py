@@ -97,6 +97,8 @@ class Runtime:
         self._counter = 0
         self._close_callbacks: list[Callable[[], Awaitable[None]]] = []
         self._tool_specs_cache: dict[tuple[Any, ...], dict[str, ToolSpec]] = {}
+        # Validated options of frozen (immutable) options models, by backend and option values.
+        self._options_cache: dict[tuple[Any, ...], BaseModel] = {}
         _raise_nofile_limit()
         # The backstop for a driver that ends without closing (sys.exit, an unhandled
         # exception): it holds the set of open sandboxes (not the Runtime, which may be gone by
@@ -177,13 +179,25 @@ class Runtime:
         from .config import validation_message
 
         spec = self.backends.get(backend)
-        if isinstance(options, spec.options_model):
+        model = spec.options_model
+        if isinstance(options, model):
             return options
+        key = None
+        if not isinstance(options, BaseModel) and model.model_config.get("frozen"):
+            key = _frozen_key(backend, options)
+            cached = self._options_cache.get(key) if key is not None else None
+            if cached is not None:
+                return cached
         data = options.model_dump() if isinstance(options, BaseModel) else dict(options or {})
         try:
-            return spec.options_model.model_validate(data)
+            validated = model.model_validate(data)
         except ValidationError as e:
-            raise ConfigError(validation_message(e, spec.options_model, f"options of backend {backend!r}")) from None
+            raise ConfigError(validation_message(e, model, f"options of backend {backend!r}")) from None
+        if key is not None:
+            if len(self._options_cache) >= 128:
+                self._options_cache.clear()
+            self._options_cache[key] = validated
+        return validated
 
     def new_task_id(self) -> str:
         self._counter += 1
@@ -348,6 +362,26 @@ def _close_backends(closers: list[Callable[[], None]]) -> None:
             fn()
         except Exception:  # noqa: BLE001 - closing must go on
             pass
+
+
+def _frozen_key(backend: str, options: Mapping[str, Any] | None) -> tuple[Any, ...] | None:
+    """A hashable key of ``options`` (plain values, lists and mappings; types kept apart, so
+    ``1`` and ``True`` differ), or ``None`` if some value is anything else (then not cached)."""
+
+    def freeze(v: Any) -> Any:
+        t = type(v)
+        if t in (str, int, float, bool) or v is None:
+            return (t.__name__, v)
+        if isinstance(v, Mapping):
+            return ("map", tuple(sorted((str(k), freeze(x)) for k, x in v.items())))
+        if t in (list, tuple):
+            return ("seq", tuple(freeze(x) for x in v))
+        raise TypeError
+
+    try:
+        return (backend, freeze(dict(options or {})))
+    except TypeError:
+        return None
 
 
 def _close_at_exit(sandboxes: set[Sandbox], closers: list[Callable[[], None]]) -> None:

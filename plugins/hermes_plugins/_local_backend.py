@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import fcntl
+import functools
 import json
 import os
 import shlex
@@ -18,6 +19,7 @@ import shutil
 import signal
 import stat
 import tempfile
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -128,7 +130,7 @@ class LocalSandbox(Sandbox):
         if self._spares is not None:
             reused = self._spares.take(parent, prefix)
         if reused is not None:
-            self.root, self._made = reused.root, reused
+            self.root, self._made = Path(reused.root), reused
         else:
             self.root = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
             for sub in SKELETON:
@@ -163,8 +165,8 @@ class LocalSandbox(Sandbox):
         env[MARKER] = self.sandbox_id
         self._env = env
         if opts.tracking != "marker":
-            root = cgroups.find_root()
-            self._cgroup = root.create(self.sandbox_id) if root is not None else None
+            cg_root = cgroups.find_root()
+            self._cgroup = cg_root.create(self.sandbox_id) if cg_root is not None else None
             if self._cgroup is None and opts.tracking == "cgroup":
                 raise SandboxError(
                     "tracking='cgroup' needs a writable cgroup hierarchy (cgroup v2 or the v1 freezer, as root); "
@@ -292,6 +294,17 @@ class LocalSandbox(Sandbox):
         self._check_open()
         self._ran = True
         argv = self.argv(command)
+        if not pty:
+            started, cgroup = self._launch(argv, direct=True)
+            if cgroup is not None:  # started inside the cgroup by the kernel: nothing to join
+                try:
+                    proc = await spawn_subprocess(started, pty=False, cwd=self._cwd(cwd), env=self._env_for(env),
+                                                  cgroup=cgroup)
+                except CloneRefused:
+                    pass  # the ways below
+                else:
+                    self._pgids.add(proc.pid)
+                    return proc
         if self._cgroup is not None and not pty and tuple(argv) == ShellSession.ARGV:
             # The session shell reads its commands from stdin: its first line joins the cgroup,
             # before any command of the caller's can run (no launcher exec, ~0.5 ms).
@@ -417,8 +430,15 @@ class LocalSandbox(Sandbox):
         made, self._made = self._made, None
         if self._spares is None or made is None or self._owner_file or not none_left:
             return False
-        spare = {**owner_record(), "sandbox_id": None, "spare": True}
-        return self._spares.give(made, json.dumps(spare, separators=(",", ":")).encode(), OWNER_XATTR)
+        return self._spares.give(made, _spare_record(int(time.time()), os.getpid()), OWNER_XATTR)
+
+
+@functools.lru_cache(maxsize=2)
+def _spare_record(second: int, pid: int) -> bytes:
+    """The owner record of a spare (this driver's; made once a second: ``created`` is only
+    read by sweeps, to the second)."""
+    return json.dumps({**owner_record(), "created": float(second), "sandbox_id": None, "spare": True},
+                      separators=(",", ":")).encode()
 
 
 def _parent_dir(root: str | None) -> str:

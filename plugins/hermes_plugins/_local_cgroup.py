@@ -127,12 +127,14 @@ class CgroupRoot:
         self.kind = kind
 
     def create(self, sandbox_id: str) -> SandboxCgroup | None:
-        path = self.path / sandbox_id
+        path = f"{self.path}/{sandbox_id}"
         try:
-            path.mkdir(exist_ok=True)
+            os.mkdir(path)
+        except FileExistsError:
+            pass
         except OSError:
             return None
-        return SandboxCgroup(path, self.kind)
+        return SandboxCgroup(Path(path), self.kind)
 
     def existing(self) -> list[SandboxCgroup]:
         try:

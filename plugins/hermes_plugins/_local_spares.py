@@ -9,6 +9,15 @@ sandbox is left in it and nothing about it was changed — the very directories 
 which are unlinked — so the next sandbox cannot tell a spare from a fresh directory. Anything
 else is removed as before.
 
+Checking costs syscalls too (about ten per directory: open, stat, xattrs, inode flags, entries),
+so a directory of the skeleton is fully checked only when its change time moved: an inode's
+ctime changes with every change that matters here (an entry made or removed, mode, owner, xattr,
+ACL, inode flag; nobody can set it back). Its ctime is trusted only once *settled* — recorded at
+least ``SETTLE_NS`` (2 s) after it was last changed — so a change made later cannot carry the same
+timestamp on a filesystem whose timestamps are as coarse as a second (or a clock tick). Until
+then each directory is checked in full. (A wall clock stepped back by more than that while a
+spare waits could defeat the witness; the root directory, renamed each time, is always checked.)
+
 A spare is named ``hermes-spare-*`` beside the sandboxes and carries its driver's owner record,
 so a sweep removes the spares of a dead driver like its sandboxes; a live driver removes its own
 when its Runtime closes (or at exit).
@@ -20,6 +29,7 @@ import fcntl
 import os
 import secrets
 import stat
+import time
 from pathlib import Path
 
 __all__ = ["SKELETON", "Made", "SpareDirectories"]
@@ -29,28 +39,36 @@ SKELETON = ("work", "home", "tmp")
 #: Files a directory of the skeleton may hold and still be emptied for reuse (the shell's jobs
 #: file and the like); more, or any subdirectory, and the directory is removed instead.
 MOST_FILES = 16
+#: How long after a directory's last change its ctime is trusted as a witness of "unchanged"
+#: (timestamps may be as coarse as 1 s; see the module docstring).
+SETTLE_NS = 2_000_000_000
 _FS_IOC_GETFLAGS = 0x80086601
 _OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class Made:
-    """How a sandbox directory was made: each directory's identity and attributes."""
+    """How a sandbox directory was made: each directory's identity and attributes, and for each
+    directory of the skeleton the ctime at which it was last found pristine (``None``: unknown
+    or not settled, check it in full)."""
 
-    __slots__ = ("dirs", "root")
+    __slots__ = ("dirs", "root", "stamps")
 
-    def __init__(self, root: Path | str, dirs: tuple[tuple[int, ...], ...]):
-        self.root = Path(root)
+    def __init__(self, root: str, dirs: tuple[tuple[int, ...], ...],
+                 stamps: tuple[int | None, ...] = (None, None, None)):
+        self.root = root
         self.dirs = dirs  # per directory (root, then SKELETON): (dev, ino, mode, uid, gid)
+        self.stamps = stamps
 
     @classmethod
-    def of(cls, root: Path) -> Made:
-        return cls(root, tuple(_identity(os.lstat(p)) for p in (root, *(root / s for s in SKELETON))))
+    def of(cls, root: Path | str) -> Made:
+        root = str(root)
+        return cls(root, tuple(_identity(os.lstat(p)) for p in (root, *(f"{root}/{s}" for s in SKELETON))))
 
 
 class SpareDirectories:
     """The spares of one Runtime's local sandboxes, per parent directory, at most ``most``."""
 
-    def __init__(self, most: int = 64):
+    def __init__(self, most: int = 256):
         self.most = most
         self._spares: dict[str, list[Made]] = {}
         # Extended attribute names and inode flags a fresh directory has here (per parent): what
@@ -59,13 +77,13 @@ class SpareDirectories:
 
     def learn(self, made: Made) -> None:
         """Note what a freshly made (and recorded) sandbox directory looks like."""
-        key = str(made.root.parent)
+        key = os.path.dirname(made.root)
         if key in self._baseline:
             return
         try:
             root_attrs = frozenset(os.listxattr(made.root, follow_symlinks=False))
-            sub_attrs = frozenset(os.listxattr(made.root / SKELETON[0], follow_symlinks=False))
-            fd = os.open(made.root / SKELETON[0], _OPEN_DIR)
+            sub_attrs = frozenset(os.listxattr(f"{made.root}/{SKELETON[0]}", follow_symlinks=False))
+            fd = os.open(f"{made.root}/{SKELETON[0]}", _OPEN_DIR)
             try:
                 flags = _flags(fd)
             finally:
@@ -92,6 +110,8 @@ class SpareDirectories:
                     if _identity(os.fstat(fd)) != spare.dirs[0]:
                         raise OSError("changed")
                     for i, sub in enumerate(SKELETON, start=1):
+                        if _unchanged(fd, sub, spare.dirs[i], spare.stamps[i - 1]):
+                            continue
                         sfd = os.open(sub, _OPEN_DIR, dir_fd=fd)
                         try:
                             if _identity(os.fstat(sfd)) != spare.dirs[i] or os.listdir(sfd):
@@ -100,16 +120,16 @@ class SpareDirectories:
                             os.close(sfd)
                 finally:
                     os.close(fd)
-                return Made(target, spare.dirs)
+                return Made(target, spare.dirs, spare.stamps)
             except OSError:
-                _remove(target if os.path.lexists(target) else str(spare.root))
+                _remove(target if os.path.lexists(target) else spare.root)
         return None
 
     def give(self, made: Made, record: bytes, owner_attr: str) -> bool:
         """Keep ``made`` (a closed sandbox's directory whose processes are all gone) as a spare if
         it is as it was made once its few files are unlinked; ``False``: remove it instead."""
-        root = str(made.root)
-        parent = root.rpartition("/")[0]
+        root = made.root
+        parent = os.path.dirname(root)
         pool = self._spares.setdefault(parent, [])
         baseline = self._baseline.get(parent)
         if baseline is None or len(pool) >= self.most:
@@ -121,9 +141,15 @@ class SpareDirectories:
                 if (_identity(os.fstat(fd)) != made.dirs[0] or frozenset(os.listxattr(fd)) != root_attrs
                         or _flags(fd) != flags or sorted(os.listdir(fd)) != _SORTED_SKELETON):
                     return False
+                stamps = []
                 for i, sub in enumerate(SKELETON, start=1):
-                    if not _empty_pristine(fd, sub, made.dirs[i], sub_attrs, flags):
+                    if _unchanged(fd, sub, made.dirs[i], made.stamps[i - 1]):
+                        stamps.append(made.stamps[i - 1])
+                        continue
+                    ctime = _empty_pristine(fd, sub, made.dirs[i], sub_attrs, flags)
+                    if ctime is None:
                         return False
+                    stamps.append(ctime)
             finally:
                 os.close(fd)
             spare = f"{parent}/hermes-spare-{secrets.token_hex(6)}"
@@ -137,7 +163,7 @@ class SpareDirectories:
         except OSError:
             _remove(spare)
             return True  # gone all the same
-        pool.append(Made(spare, made.dirs))
+        pool.append(Made(spare, made.dirs, tuple(stamps)))
         return True
 
     def drain(self) -> int:
@@ -145,7 +171,7 @@ class SpareDirectories:
         n = 0
         for pool in self._spares.values():
             while pool:
-                _remove(str(pool.pop().root))
+                _remove(pool.pop().root)
                 n += 1
         return n
 
@@ -168,28 +194,49 @@ def _flags(fd: int) -> int | None:
         return None
 
 
-def _empty_pristine(dir_fd: int, name: str, made: tuple[int, ...], attrs: frozenset[str], flags: int | None) -> bool:
+def _empty_pristine(dir_fd: int, name: str, made: tuple[int, ...], attrs: frozenset[str], flags: int | None) -> int | None:
     """Unlink the few files in directory ``name`` (of ``dir_fd``; never a link) if it is the
-    directory that was made, unchanged, and holds nothing else; ``False`` (nothing unlinked)
-    otherwise."""
+    directory that was made, unchanged, and holds nothing else; ``None`` (nothing unlinked)
+    otherwise. Else its stamp: its ctime once emptied if settled, else ``_UNSETTLED``."""
     fd = os.open(name, _OPEN_DIR, dir_fd=dir_fd)
     try:
         st = os.fstat(fd)
         if _identity(st) != made or st.st_nlink != 2 or frozenset(os.listxattr(fd)) != attrs or _flags(fd) != flags:
-            return False
+            return None
         names = os.listdir(fd)
-        if not names:
-            return True
         if len(names) > MOST_FILES:
-            return False
+            return None
         for entry in names:
             if stat.S_ISDIR(os.lstat(entry, dir_fd=fd).st_mode):
-                return False  # (nlink counts subdirectories, but a rename may race it)
+                return None  # (nlink counts subdirectories, but a rename may race it)
         for entry in names:
             os.unlink(entry, dir_fd=fd)
-        return True
+        if names:
+            st = os.fstat(fd)
+        return _stamp(st.st_ctime_ns)
     finally:
         os.close(fd)
+
+
+#: A stamp that never matches a ctime: the directory is checked in full next time.
+_UNSETTLED = -1
+
+
+def _stamp(ctime_ns: int) -> int:
+    """``ctime_ns`` if it is settled now (a later change cannot carry it), else ``_UNSETTLED``."""
+    return ctime_ns if time.time_ns() - ctime_ns >= SETTLE_NS else _UNSETTLED
+
+
+def _unchanged(dir_fd: int, name: str, made: tuple[int, ...], stamp: int | None) -> bool:
+    """Whether directory ``name`` (of ``dir_fd``, never followed) is the one made and has not
+    changed at all since it was found pristine with the settled ctime ``stamp``."""
+    if stamp is None or stamp == _UNSETTLED:
+        return False
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except OSError:
+        return False
+    return st.st_ctime_ns == stamp and st.st_nlink == 2 and _identity(st) == made
 
 
 def _remove(path: str) -> None:

@@ -21,11 +21,11 @@ def hermes_register_backends(registry: BackendRegistry) -> None:
     shared: list[Any] = []
 
     def factory(options: Any, *, sandbox_id: str, labels: Mapping[str, str]) -> Any:
-        from ._local_backend import LocalSandbox, MarkedProcessSweeper, SpareDirectories
-
         if not shared:
-            shared.extend((MarkedProcessSweeper(), SpareDirectories()))
-        return LocalSandbox(options, sandbox_id=sandbox_id, labels=labels, sweeper=shared[0], spares=shared[1])
+            from ._local_backend import LocalSandbox, MarkedProcessSweeper, SpareDirectories
+
+            shared.extend((MarkedProcessSweeper(), SpareDirectories(), LocalSandbox))
+        return shared[2](options, sandbox_id=sandbox_id, labels=labels, sweeper=shared[0], spares=shared[1])
 
     def close() -> None:
         if shared:

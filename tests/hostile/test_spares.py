@@ -7,6 +7,7 @@ sandbox must then get a freshly made directory (another inode), never the tamper
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -121,6 +122,71 @@ async def test_a_changed_directory_is_never_reused(tmp_path, how):
         assert left == []
 
 
+async def test_settled_spares_are_checked_by_their_change_time_and_every_change_is_seen(tmp_path, monkeypatch):
+    """Once a spare's directories are settled (unchanged for SETTLE_NS), close and reuse check
+    them by one stat each (ctime); each tampering still changes the ctime, so a tampered
+    directory is checked in full and never reused. The control proves the fast path ran."""
+    from hermes_plugins import _local_spares as spares_mod
+
+    monkeypatch.setattr(spares_mod, "SETTLE_NS", 300_000_000)  # 0.3 s instead of 2 s: a faster test
+    full_checks: list[str] = []
+    real = spares_mod._empty_pristine
+
+    def counting(dir_fd, name, *args):
+        full_checks.append(os.path.join(os.readlink(f"/proc/self/fd/{dir_fd}"), name))
+        return real(dir_fd, name, *args)
+
+    monkeypatch.setattr(spares_mod, "_empty_pristine", counting)
+    rt = Runtime()
+    opts = {"root": str(tmp_path)}
+    names = ["control", *sorted(TAMPERINGS)]
+    # Spares whose directories then sit unchanged until settled, and are checked in full once
+    # more (which records their settled ctimes).
+    boxes = [await rt.create_sandbox("local", opts).start() for _ in names]
+    for sb in boxes:
+        await sb.close()
+    await asyncio.sleep(0.4)
+    boxes = [await rt.create_sandbox("local", opts).start() for _ in names]
+    for sb in boxes:
+        await sb.close()
+    assert len(spares(tmp_path)) == len(names)
+    full_checks.clear()
+    boxes = dict(zip(names, [await rt.create_sandbox("local", opts).start() for _ in names]))
+    assert spares(tmp_path) == []
+    inodes = {}
+    skipped = set()
+    for how, sb in boxes.items():
+        await sb.exec("true")
+        inodes[how] = {os.stat(sb.root).st_ino, *(os.stat(sb.root / d).st_ino for d in ("work", "home", "tmp"))}
+        if how == "control":
+            continue
+        try:
+            TAMPERINGS[how](sb.root)
+        except (OSError, pytest.skip.Exception):
+            skipped.add(how)
+    for how, sb in boxes.items():
+        await sb.close()
+    assert len(spares(tmp_path)) == 1 + len(skipped), "a tampered directory became a spare"
+    # The control's directories were not opened at all (the fast path decided), a tampered one was.
+    control = str(boxes["control"].root)
+    assert full_checks and not [p for p in full_checks if p.startswith(control + "/")], full_checks
+    if "xattr" not in skipped:
+        assert os.path.join(str(boxes["xattr"].root), "tmp") in full_checks
+    nxt = await rt.create_sandbox("local", opts).start()
+    assert {os.stat(nxt.root).st_ino} & inodes["control"], "the control's settled spare was not reused"
+    assert_as_made(nxt.root)
+    for how in set(TAMPERINGS) - skipped:
+        assert not ({os.stat(nxt.root).st_ino} & inodes[how]), how
+    await nxt.close()
+    await rt.aclose()
+    left = list(tmp_path.iterdir())
+    if "append-only" not in skipped and boxes["append-only"].root.exists():
+        subprocess.run(["chattr", "-a", str(boxes["append-only"].root / "work")], check=True)
+        shutil.rmtree(boxes["append-only"].root)
+        left.remove(boxes["append-only"].root)
+    assert left == []
+
+
 async def test_the_control_reuses_the_directory_another_sandbox_left(tmp_path):
     rt = Runtime()
     a = await rt.create_sandbox("local", {"root": str(tmp_path)}).start()
@@ -175,10 +241,10 @@ async def test_no_spare_where_a_survivor_could_be_left(tmp_path):
 
 async def test_spares_are_bounded(tmp_path):
     rt = Runtime()
-    boxes = [await rt.create_sandbox("local", {"root": str(tmp_path)}).start() for _ in range(70)]
+    boxes = [await rt.create_sandbox("local", {"root": str(tmp_path)}).start() for _ in range(260)]
     for sb in boxes:
         await sb.close()
-    assert len(spares(tmp_path)) == 64 and len(list(tmp_path.iterdir())) == 64
+    assert len(spares(tmp_path)) == 256 and len(list(tmp_path.iterdir())) == 256
     await rt.aclose()
     assert list(tmp_path.iterdir()) == []
 

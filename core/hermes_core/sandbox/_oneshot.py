@@ -12,6 +12,7 @@ Given a cgroup (v2) directory, the command is started inside it by the kernel
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
 import subprocess
@@ -25,7 +26,7 @@ try:
 except ImportError:  # built without a C compiler: callers use a launcher instead
     _clone = None
 
-__all__ = ["CloneRefused", "clone_into_cgroup", "run_subprocess"]
+__all__ = ["CloneRefused", "Cloned", "clone_into_cgroup", "run_subprocess"]
 
 
 class CloneRefused(RuntimeError):
@@ -67,7 +68,7 @@ async def run_subprocess(
     grandchild keeps open does not hang the call: reading stops shortly after the exit.
     """
     loop = asyncio.get_running_loop()
-    proc = _popen(argv, cwd, env, stdin) if cgroup is None else _Cloned(argv, cwd, env, stdin, cgroup)
+    proc = _popen(argv, cwd, env, stdin) if cgroup is None else Cloned(argv, cwd, env, stdin is not None, cgroup)
     if track is not None:
         track.add(proc.pid)
     if on_start is not None:
@@ -205,30 +206,51 @@ class _Closable:
             self.closed = True
             os.close(self.fd)
 
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except OSError:
+            pass
 
-class _Cloned:
-    """The part of ``Popen`` that :func:`run_subprocess` uses, for a child started by
+
+@functools.lru_cache(maxsize=256)
+def _candidates(exe: str, path: str | None) -> tuple[bytes, ...]:
+    """The paths the child tries for ``exe`` (as ``Popen`` does: each ``PATH`` entry in turn,
+    the first that execs wins), a pure function of the two strings."""
+    if "/" in exe:
+        return (os.fsencode(exe),)
+    dirs = (path if path is not None else os.defpath).split(os.pathsep)
+    return tuple(os.fsencode(os.path.join(d, exe)) for d in dirs)
+
+
+@functools.cache
+def _devnull() -> int:
+    """One read-only ``/dev/null`` for every child's stdin (close-on-exec here)."""
+    return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+
+
+class Cloned:
+    """The part of ``Popen`` that :func:`run_subprocess` and ``PipeProcess`` use, for a child started by
     ``clone3`` inside a cgroup (same errors as ``Popen``: FileNotFoundError naming the command or
     the working directory)."""
 
     __slots__ = ("pid", "pidfd", "returncode", "stdin", "stdout")
 
-    def __init__(self, argv: Sequence[str], cwd: str, env: Mapping[str, str], stdin: bytes | None, cgroup: str):
+    def __init__(self, argv: Sequence[str], cwd: str, env: Mapping[str, str], stdin_pipe: bool, cgroup: str):
         global _clone_ok
         argv = list(argv)
         exe = argv[0]
-        exes = [os.fsencode(exe)] if "/" in exe else [os.fsencode(os.path.join(d, exe)) for d in os.get_exec_path(env)]
-        envp = [os.fsencode(f"{k}={v}") for k, v in env.items()]
+        exes = _candidates(exe, env.get("PATH"))
+        envp = [f"{k}={v}".encode("utf-8", "surrogateescape") for k, v in env.items()]
         rfd, wfd = os.pipe2(os.O_CLOEXEC)
         in_r = in_w = -1
         fds = [rfd, wfd]
         try:
-            if stdin is not None:
+            if stdin_pipe:
                 in_r, in_w = os.pipe2(os.O_CLOEXEC)
                 fds += [in_r, in_w]
             else:
-                in_r = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-                fds.append(in_r)
+                in_r = _devnull()
             cgfd = os.open(cgroup, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             try:
                 pid, pidfd, step, err = _clone.spawn(
@@ -243,7 +265,8 @@ class _Cloned:
                 os.close(fd)
             raise
         os.close(wfd)
-        os.close(in_r)
+        if stdin_pipe:
+            os.close(in_r)
         if step:
             os.close(rfd)
             if in_w >= 0:

@@ -70,9 +70,11 @@ class ShellSession:
         self._seq = 0
         self._want: bytes | None = None
 
-    async def _ensure(self) -> None:
+    async def _ensure(self, first: bytes = b"") -> bool:
+        """Start the shell unless it runs; ``first`` (a command's script) is sent with the
+        shell's own setup, in one write, when a shell is started. Whether it was sent."""
         if self.proc is not None and self.proc.returncode is None:
-            return
+            return False
         if self.proc is not None:
             await self._discard()
         nonce = secrets.token_hex(8)
@@ -90,7 +92,7 @@ class ShellSession:
             f"__hermes_post() {{ printf '\\n__HERMES_{self._session}_%s_RC_%s__\\n' \"$1\" \"$2\"; }}\n"
             f"printf '{ready}%s__%s\\n' $$ \"$__hermes_jobs\"\n"
         ).encode()
-        await self.proc.write(_read_exactly(init) + init)
+        await self.proc.write(_read_exactly(init) + init + first)
         try:
             async with asyncio.timeout(self.start_timeout):
                 out = await self._read_until(_READY, nonce.encode())
@@ -110,6 +112,7 @@ class ShellSession:
                 "(working directory and exported variables were reset)]\n"
             )
         self._started_once = True
+        return bool(first)
 
     #: Unscanned-tail room kept beyond the limit, so a sentinel is never split by a drop.
     _WINDOW = 4096
@@ -176,10 +179,7 @@ class ShellSession:
         """Run ``command`` in the shell; at most ``max_output`` bytes of its output are kept
         (default: the sandbox's ``output_limit``), head and tail, with a note of the cut."""
         async with self._lock:
-            await self._ensure()
             limit = max_output or getattr(self.sandbox, "output_limit", None) or DEFAULT_OUTPUT_LIMIT
-            self._begin_capture(limit)
-            assert self.proc is not None
             self._seq += 1
             done = self._done
             self._want = str(self._seq).encode()
@@ -188,9 +188,14 @@ class ShellSession:
             # bytes, which `read -N` takes in bulk whatever they hold (no delimiter to forge).
             script = (f"__hermes_pre {len(text)};eval \"$__hermes_cmd\" </dev/null 2>&1;"
                       f"__hermes_post {self._seq} $?\n").encode() + text
+            # A new shell gets the command with its setup (one write, no round trip between).
+            sent = await self._ensure(script)
+            self._begin_capture(limit)
+            assert self.proc is not None
             note, self._note = self._note, ""
             try:
-                await self.proc.write(script)
+                if not sent:
+                    await self.proc.write(script)
                 # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation.
                 async with asyncio.timeout(timeout):
                     found = await self._read_until(done)

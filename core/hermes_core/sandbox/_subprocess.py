@@ -48,7 +48,8 @@ class _Streamed(Process):
         self._status: int | None = None
         os.set_blocking(fd, False)
         loop.add_reader(fd, self._on_readable)
-        self._pidfd = os.pidfd_open(self.pid)
+        given = getattr(self._p, "pidfd", None)  # a clone3 child comes with its pidfd
+        self._pidfd = given if given is not None else os.pidfd_open(self.pid)
         loop.add_reader(self._pidfd, self._on_exit)
 
     def _on_readable(self) -> None:
@@ -153,7 +154,15 @@ class PipeProcess(_Streamed):
         self._watch(popen.stdout.fileno())
 
     @classmethod
-    async def start(cls, argv: Sequence[str], *, cwd: str, env: Mapping[str, str]) -> PipeProcess:
+    async def start(cls, argv: Sequence[str], *, cwd: str, env: Mapping[str, str],
+                    cgroup: str | None = None) -> PipeProcess:
+        """``cgroup``: a cgroup v2 directory the process starts in (``clone3``; only where
+        :func:`~hermes_core.sandbox.clone_into_cgroup`; raises ``CloneRefused`` if the kernel
+        refuses, nothing started)."""
+        if cgroup is not None:
+            from ._oneshot import Cloned
+
+            return cls(Cloned(argv, cwd, env, True, cgroup))  # type: ignore[arg-type]
         popen = subprocess.Popen(
             list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             cwd=cwd, env=dict(env), start_new_session=True,
@@ -245,10 +254,12 @@ class PtyProcess(_Streamed):
 
 
 async def spawn_subprocess(
-    argv: Sequence[str], *, pty: bool, cwd: str, env: Mapping[str, str]
+    argv: Sequence[str], *, pty: bool, cwd: str, env: Mapping[str, str], cgroup: str | None = None
 ) -> Process:
-    cls = PtyProcess if pty else PipeProcess
-    return await cls.start(argv, cwd=cwd, env=env)
+    """A background process; ``cgroup`` (pipes only): see :meth:`PipeProcess.start`."""
+    if pty:
+        return await PtyProcess.start(argv, cwd=cwd, env=env)
+    return await PipeProcess.start(argv, cwd=cwd, env=env, cgroup=cgroup)
 
 
 __all__ = ["PipeProcess", "PtyProcess", "spawn_subprocess", "killpg", "exit_code"]

@@ -19,15 +19,15 @@ import threading
 
 import pytest
 from hermes_core import Runtime
-from hermes_core.sandbox import _oneshot
+from hermes_core.sandbox import _cloned
 from hermes_plugins import _local_cgroup as cgroups
 
 _root = cgroups.find_root()
 _v2 = _root is not None and _root.kind == "v2"
 if os.environ.get("HERMES_REQUIRE_CLONE3") == "1":
-    assert _oneshot._clone is not None, "hermes_core.sandbox._clone was not built (is a C compiler installed?)"
+    assert _cloned._clone is not None, "hermes_core.sandbox._clone was not built (is a C compiler installed?)"
     assert _v2, "no writable cgroup v2 hierarchy here"
-pytestmark = pytest.mark.skipif(_oneshot._clone is None or not _v2,
+pytestmark = pytest.mark.skipif(_cloned._clone is None or not _v2,
                                 reason="needs the compiled _clone helper and a writable cgroup v2 hierarchy")
 
 PROBE = ("grep -E '^(SigBlk|SigIgn|SigCgt)' /proc/self/status; ls /proc/self/fd | sort -n | tr '\\n' ' '; echo; "
@@ -48,22 +48,22 @@ async def sandbox(tmp_path):
 def spawns(monkeypatch):
     """Counts the commands the helper started."""
     calls = []
-    real = _oneshot._clone.spawn
+    real = _cloned._clone.spawn
 
     def counting(*args):
         calls.append(args[1])
         return real(*args)
 
-    monkeypatch.setattr(_oneshot._clone, "spawn", counting)
+    monkeypatch.setattr(_cloned._clone, "spawn", counting)
     return calls
 
 
 def launcher_only(monkeypatch):
-    monkeypatch.setattr(_oneshot, "_clone_ok", False)
+    monkeypatch.setattr(_cloned, "_clone_ok", False)
 
 
 async def test_a_command_starts_inside_the_cgroup_from_its_first_instruction(sandbox, spawns):
-    assert _oneshot.clone_into_cgroup()
+    assert _cloned.clone_into_cgroup()
     res = await sandbox.exec(["cat", "/proc/self/cgroup"])
     assert res.exit_code == 0, res.output
     assert spawns == [[b"cat", b"/proc/self/cgroup"]]  # started by the helper, no launcher argv
@@ -151,24 +151,24 @@ async def test_a_refused_clone3_falls_back_to_the_launcher(sandbox, monkeypatch)
     def refuse(*args):
         raise OSError(errno.ENOSYS, "Function not implemented")
 
-    monkeypatch.setattr(_oneshot._clone, "spawn", refuse)
-    monkeypatch.setattr(_oneshot, "_clone_ok", True)
+    monkeypatch.setattr(_cloned._clone, "spawn", refuse)
+    monkeypatch.setattr(_cloned, "_clone_ok", True)
     res = await sandbox.exec(["cat", "/proc/self/cgroup"])
     assert res.exit_code == 0, res.output
     assert sandbox._cgroup.path.name in res.output  # joined all the same, through the launcher
-    assert not _oneshot.clone_into_cgroup()
+    assert not _cloned.clone_into_cgroup()
     res = await sandbox.exec(["echo", "later"])  # later commands go the launcher's way directly
     assert res.output == "later\n"
 
 
 def test_bad_arguments_are_refused_before_anything_starts():
     with pytest.raises(ValueError):
-        _oneshot._clone.spawn([b"/bin/true"], [b"tr\0ue"], [], None, -1, -1, -1, -1)
+        _cloned._clone.spawn([b"/bin/true"], [b"tr\0ue"], [], None, -1, -1, -1, -1)
     with pytest.raises(ValueError):
-        _oneshot._clone.spawn([], [b"true"], [], None, -1, -1, -1, -1)
+        _cloned._clone.spawn([], [b"true"], [], None, -1, -1, -1, -1)
     with pytest.raises(TypeError):
-        _oneshot._clone.spawn([b"/bin/true"], ["true"], [], None, -1, -1, -1, -1)
-    pid, pidfd, step, err = _oneshot._clone.spawn([b"/bin/true"], [b"true"], [], None, -1, -1, -1, -1)
+        _cloned._clone.spawn([b"/bin/true"], ["true"], [], None, -1, -1, -1, -1)
+    pid, pidfd, step, err = _cloned._clone.spawn([b"/bin/true"], [b"true"], [], None, -1, -1, -1, -1)
     try:
         assert step == 0 and err == 0 and pid > 0
         assert os.waitpid(pid, 0)[1] == 0

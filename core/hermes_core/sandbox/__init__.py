@@ -10,13 +10,21 @@ group, so a signal reaches the command behind the launcher. See ``docs/backends.
 """
 
 from ._blocking import run_blocking, run_teardown
+from ._cloned import CloneRefused, clone_into_cgroup
 from ._coalesce import Coalescer
 from ._contract import Sandbox
-from ._oneshot import CloneRefused, clone_into_cgroup, run_subprocess
+from ._oneshot import run_subprocess
 from ._output import DEFAULT_OUTPUT_LIMIT, OutputBuffer, omitted_note
 from ._owner import owner_alive, owner_record
 from ._shell import ShellSession
-from ._subprocess import HIGH_WATER, PipeProcess, PtyProcess, exit_code, killpg, spawn_subprocess
+from ._subprocess import (
+    HIGH_WATER,
+    PipeProcess,
+    PtyProcess,
+    exit_code,
+    killpg,
+    spawn_subprocess,
+)
 from ._transfer import extract_tar, skip_reason, tar_dir, write_sparse
 from ._types import (
     TIMEOUT_EXIT_CODE,

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import IO
 
 from ..errors import ProcessError
+from ._cloned import Cloned
 from ._types import Process
 
 
@@ -160,8 +161,6 @@ class PipeProcess(_Streamed):
         :func:`~hermes_core.sandbox.clone_into_cgroup`; raises ``CloneRefused`` if the kernel
         refuses, nothing started)."""
         if cgroup is not None:
-            from ._oneshot import Cloned
-
             return cls(Cloned(argv, cwd, env, True, cgroup))  # type: ignore[arg-type]
         popen = subprocess.Popen(
             list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

@@ -61,6 +61,7 @@ MARKER = "HERMES_SANDBOX_ID"
 #: directory (no inode to create and delete), or this file in it where the filesystem has none.
 OWNER_XATTR = "user.hermes.owner"
 OWNER_FILE = "owner.json"
+_COMPACT = json.JSONEncoder(separators=(",", ":"))  # one encoder, not one per record
 
 
 class LocalOptions(BaseModel):
@@ -174,7 +175,7 @@ class LocalSandbox(Sandbox):
                 )
         record = {**owner_record(opts.max_lifetime), "sandbox_id": self.sandbox_id,
                   "cgroup": str(self._cgroup.path) if self._cgroup else None}
-        self._owner_file = _write_owner(self.root, json.dumps(record, separators=(",", ":")).encode(),
+        self._owner_file = _write_owner(self.root, _COMPACT.encode(record).encode(),
                                         replace=reused is not None)
         if self._spares is not None and reused is None and not self._owner_file:
             self._made = Made.of(self.root)

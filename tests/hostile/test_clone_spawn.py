@@ -15,6 +15,7 @@ import errno
 import os
 import signal
 import subprocess
+import sys
 import threading
 
 import pytest
@@ -174,3 +175,48 @@ def test_bad_arguments_are_refused_before_anything_starts():
         assert os.waitpid(pid, 0)[1] == 0
     finally:
         os.close(pidfd)
+
+
+def test_the_portable_build_without_a_shared_address_space(tmp_path):
+    """Elsewhere than x86-64 the helper clones without CLONE_VM (the child goes on in a copy of
+    the driver's memory): built here that way, it must behave the same."""
+    import shutil
+    import sysconfig
+
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no C compiler")
+    src = os.path.join(os.path.dirname(_cloned.__file__), "_clone.c")
+    out = tmp_path / ("_clone" + sysconfig.get_config_var("EXT_SUFFIX"))
+    build = subprocess.run([cc, "-O2", "-shared", "-fPIC", "-DHERMES_CLONE_NO_VM", f"-I{sysconfig.get_paths()['include']}",
+                            src, "-o", str(out)], capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr
+    code = f"""
+import importlib.util, os, sys
+spec = importlib.util.spec_from_file_location("hermes_core.sandbox._clone", {str(out)!r})
+m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)
+cg = {str(_root.path)!r} + "/portable-" + str(os.getpid())
+os.mkdir(cg)
+try:
+    fd = os.open(cg, os.O_RDONLY | os.O_DIRECTORY)
+    r, w = os.pipe()
+    pid, pidfd, step, err = m.spawn([b"/nonexistent/sh", b"/bin/sh"], [b"sh", b"-c", b"cat /proc/self/cgroup; ls /proc/self/fd | tr '\\\\n' ' '"],
+                                    [b"PATH=/usr/bin:/bin"], b"/", fd, -1, w, w)
+    os.close(w)
+    assert step == 0 and pid > 0, (step, err)
+    out = b""
+    while chunk := os.read(r, 65536):
+        out += chunk
+    assert os.waitpid(pid, 0)[1] == 0
+    print(out.decode())
+    print(m.spawn([b"/nonexistent"], [b"x"], [], None, fd, -1, -1, -1)[2:])
+    print(m.spawn([b"/bin/true"], [b"true"], [], b"/nonexistent", fd, -1, -1, -1)[2:])
+finally:
+    os.rmdir(cg)
+"""
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert any(line.startswith("0::") and "/portable-" in line for line in lines), res.stdout
+    assert "0 1 2 3 " in res.stdout  # nothing of the driver's beyond 0-2 (3: ls reading /proc/self/fd)
+    assert lines[-2:] == [f"(3, {errno.ENOENT})", f"(2, {errno.ENOENT})"]

@@ -109,7 +109,7 @@ fail_setup:
     return 127;
 }
 
-#if defined(__x86_64__)
+#if defined(__x86_64__) && !defined(HERMES_CLONE_NO_VM)
 /* clone3 with the child on its own stack: the child calls fn(arg) there and exits with its
  * result (glibc has no public clone3 wrapper). rdi=args rsi=size rdx=fn rcx=arg; r8/r9 survive
  * the syscall in both processes. */

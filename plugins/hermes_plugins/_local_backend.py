@@ -263,19 +263,17 @@ class LocalSandbox(Sandbox):
         self._check_open()
         self._ran = True
         plain = self.argv(command)
-        argv, cgroup = self._launch(plain, direct=True)
         try:
-            try:
-                code, data, timed_out = await run_subprocess(
-                    argv, cwd=self._cwd(cwd), env=self._env_for(env), stdin=stdin,
-                    timeout=timeout, track=self._pgids, max_output=self.output_limit, cgroup=cgroup,
-                )
-            except CloneRefused:  # nothing started; from now on every command joins through its argv
-                argv, cgroup = self._launch(plain)
-                code, data, timed_out = await run_subprocess(
-                    argv, cwd=self._cwd(cwd), env=self._env_for(env), stdin=stdin,
-                    timeout=timeout, track=self._pgids, max_output=self.output_limit,
-                )
+            while True:
+                argv, cgroup = self._launch(plain, direct=True)
+                try:
+                    code, data, timed_out = await run_subprocess(
+                        argv, cwd=self._cwd(cwd), env=self._env_for(env), stdin=stdin,
+                        timeout=timeout, track=self._pgids, max_output=self.output_limit, cgroup=cgroup,
+                    )
+                    break
+                except CloneRefused:  # nothing started; clone_into_cgroup() is off: the launcher now
+                    continue
         except (FileNotFoundError, NotADirectoryError, PermissionError) as e:
             return ExecResult(127 if isinstance(e, FileNotFoundError) else 126, f"{e}\n")
         output = data.decode("utf-8", "replace")
@@ -374,9 +372,7 @@ class LocalSandbox(Sandbox):
         """The usual close, without waiting: nothing runs any more (an empty cgroup is one rmdir,
         a sandbox that ran nothing has nothing to find) and the directory is a spare or a
         skeleton removed in a few syscalls. Anything else is left to :meth:`_close`."""
-        for pgid in self._pgids:
-            killpg(pgid, signal.SIGKILL)
-        self._pgids.clear()
+        self._kill_groups()
         if self._cgroup is not None:
             if not self._cgroup.remove_if_empty():
                 return False
@@ -394,10 +390,13 @@ class LocalSandbox(Sandbox):
             self._uid_lock = None
             os.close(lock)  # the uid is free for the next sandbox
 
-    async def _close(self) -> None:
+    def _kill_groups(self) -> None:
         for pgid in self._pgids:
             killpg(pgid, signal.SIGKILL)
         self._pgids.clear()
+
+    async def _close(self) -> None:
+        self._kill_groups()
         # Whether no process of the sandbox can be left (its directory may then be a spare: a
         # survivor would find its working directory in the next sandbox).
         none_left = not self._ran
@@ -438,8 +437,7 @@ class LocalSandbox(Sandbox):
 def _spare_record(second: int, pid: int) -> bytes:
     """The owner record of a spare (this driver's; made once a second: ``created`` is only
     read by sweeps, to the second)."""
-    return json.dumps({**owner_record(), "created": float(second), "sandbox_id": None, "spare": True},
-                      separators=(",", ":")).encode()
+    return _COMPACT.encode({**owner_record(), "created": float(second), "sandbox_id": None, "spare": True}).encode()
 
 
 def _parent_dir(root: str | None) -> str:

@@ -48,8 +48,8 @@ _OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 class Made:
     """How a sandbox directory was made: each directory's identity and attributes, and for each
-    directory of the skeleton the ctime at which it was last found pristine (``None``: unknown
-    or not settled, check it in full)."""
+    directory of the skeleton the ctime at which it was last found pristine (``None``: never
+    checked; ``_UNSETTLED``: not settled then; either way it is checked in full)."""
 
     __slots__ = ("dirs", "root", "stamps")
 

@@ -11,7 +11,7 @@
  * parent reads once the child has exec'd or exited. Where the kernel has no clone3 (or a seccomp filter
  * refuses it) spawn() raises OSError and the caller falls back to the launcher.
  *
- * Optional: the package works without it (see _clonespawn.py).
+ * Optional: the package works without it (see _cloned.py).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

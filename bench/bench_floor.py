@@ -179,8 +179,19 @@ async def _measure(rows: list, runs: int, big: int, quick: bool) -> None:
 
     rows.append(("64 concurrent `sleep 0.5` rollouts", *await interleaved(clock(floor64), clock(ours64), max(3, runs // 5)), 1.05, "s"))
 
-    # Where that row's time goes: CPU of the children (each rollout's bash session starts and
-    # forks the command; the floor runs `sleep` alone) and of the driver, per rollout.
+    # The same with a command only a shell can run: each rollout starts its bash session (a
+    # simple first command like `sleep 0.5` runs without one; see sandbox._shell).
+    async def one_shell_rollout() -> None:
+        async with rt.rollout(options=opts) as ctx:
+            await ctx.call_tool("terminal", {"command": "sleep 0.5; :"})
+
+    async def ours64_shell() -> None:
+        await asyncio.gather(*(one_shell_rollout() for _ in range(64)))
+
+    rows.append(("  same, the shell started (`sleep 0.5; :`)", *await interleaved(clock(floor64), clock(ours64_shell), max(3, runs // 5)), None, "s"))
+
+    # Where those rows' time goes: CPU of the children (with the shell, each rollout's bash
+    # session starts and forks the command; the floor runs `sleep` alone) and of the driver.
     async def cpu(fn: Callable[[], Awaitable[object]]) -> tuple[float, float]:
         s0, c0 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
         await fn()
@@ -188,9 +199,11 @@ async def _measure(rows: list, runs: int, big: int, quick: bool) -> None:
         used = lambda a, b: (b.ru_utime + b.ru_stime - a.ru_utime - a.ru_stime) / 64  # noqa: E731
         return used(c0, c1), used(s0, s1)
 
-    (fc, fd), (oc, od) = await cpu(floor64), await cpu(ours64)
+    (fc, fd), (oc, od), (sc, sd) = await cpu(floor64), await cpu(ours64), await cpu(ours64_shell)
     rows.append(("  children CPU per rollout", oc, fc, None, "s"))
     rows.append(("  driver CPU per rollout", od, fd, None, "s"))
+    rows.append(("  children CPU per rollout, shell started", sc, fc, None, "s"))
+    rows.append(("  driver CPU per rollout, shell started", sd, fd, None, "s"))
 
     # 6. import + all plugins, above bare python
     def py(code: str) -> float:

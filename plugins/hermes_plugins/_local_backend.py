@@ -38,6 +38,8 @@ from hermes_core.sandbox import (
     Sandbox,
     ShellSession,
     clone_into_cgroup,
+    fresh_shell_child,
+    job_report,
     killpg,
     owner_alive,
     owner_record,
@@ -261,15 +263,36 @@ class LocalSandbox(Sandbox):
         stdin: bytes | None = None,
     ) -> ExecResult:
         self._check_open()
+        return await self._run(self.argv(command), self._cwd(cwd), self._env_for(env), stdin, timeout, self.output_limit)
+
+    async def _exec_in_fresh_shell(self, words: list[str], *, timeout: float | None, max_output: int) -> ExecResult | None:
+        # Host paths are sandbox paths: the program and environment bash would use are known
+        # here (not with another uid, whose permissions the driver's checks would not see).
+        if self._uid is not None or self.closed:
+            return None
+        child = fresh_shell_child(words, self._env, self.workdir)
+        if child is None:
+            return None
+        died_by: list[int] = []
+        result = await self._run(words, self.workdir, child[1], None, timeout, max_output, child[0], died_by)
+        if died_by:  # the line bash adds when its foreground job dies by a signal
+            report = job_report(*died_by, words)
+            at = len(result.output) - len(timeout_note(timeout)) if result.timed_out else len(result.output)
+            result = dataclasses.replace(result, output=result.output[:at] + report + result.output[at:])
+        return result
+
+    async def _run(self, plain: list[str], cwd: str, env: Mapping[str, str], stdin: bytes | None,
+                   timeout: float | None, max_output: int, executable: str | None = None,
+                   died_by: list[int] | None = None) -> ExecResult:
         self._ran = True
-        plain = self.argv(command)
         try:
             while True:
                 argv, cgroup = self._launch(plain, direct=True)
                 try:
                     code, data, timed_out = await run_subprocess(
-                        argv, cwd=self._cwd(cwd), env=self._env_for(env), stdin=stdin,
-                        timeout=timeout, track=self._pgids, max_output=self.output_limit, cgroup=cgroup,
+                        argv, cwd=cwd, env=env, stdin=stdin, timeout=timeout, track=self._pgids,
+                        max_output=max_output, cgroup=cgroup, executable=executable if argv is plain else None,
+                        died_by=died_by,
                     )
                     break
                 except CloneRefused:  # nothing started; clone_into_cgroup() is off: the launcher now

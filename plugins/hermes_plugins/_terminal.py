@@ -51,7 +51,8 @@ async def _cwd(args: TerminalArgs, ctx) -> str | None:
     if args.workdir and posixpath.isabs(args.workdir):
         return args.workdir
     here = None
-    if getattr(ctx.sandbox, "_shell", None) is not None:
+    shell = getattr(ctx.sandbox, "_shell", None)
+    if shell is not None and getattr(shell, "proc", True) is not None:  # no shell yet: it would be in workdir
         res = await ctx.sandbox.shell("pwd", timeout=10)
         lines = res.output.strip().splitlines()
         here = lines[-1] if res.exit_code == 0 and lines else None

@@ -16,7 +16,7 @@ from ._contract import Sandbox
 from ._oneshot import run_subprocess
 from ._output import DEFAULT_OUTPUT_LIMIT, OutputBuffer, omitted_note
 from ._owner import owner_alive, owner_record
-from ._shell import ShellSession
+from ._shell import ShellSession, fresh_shell_child, job_report, simple_command
 from ._subprocess import (
     HIGH_WATER,
     PipeProcess,
@@ -57,6 +57,8 @@ __all__ = [
     "clone_into_cgroup",
     "exit_code",
     "extract_tar",
+    "fresh_shell_child",
+    "job_report",
     "killpg",
     "omitted_note",
     "owner_alive",
@@ -64,6 +66,7 @@ __all__ = [
     "run_blocking",
     "run_subprocess",
     "run_teardown",
+    "simple_command",
     "skip_reason",
     "spawn_subprocess",
     "tar_dir",

@@ -77,11 +77,12 @@ class Cloned:
 
     __slots__ = ("pid", "pidfd", "returncode", "stdin", "stdout")
 
-    def __init__(self, argv: Sequence[str], cwd: str, env: Mapping[str, str], stdin_pipe: bool, cgroup: str):
+    def __init__(self, argv: Sequence[str], cwd: str, env: Mapping[str, str], stdin_pipe: bool, cgroup: str,
+                 executable: str | None = None):
         global _clone_ok
         argv = list(argv)
-        exe = argv[0]
-        exes = _candidates(exe, env.get("PATH"))
+        exe = executable or argv[0]
+        exes = (os.fsencode(exe),) if executable else _candidates(exe, env.get("PATH"))
         envp = [f"{k}={v}".encode("utf-8", "surrogateescape") for k, v in env.items()]
         rfd, wfd = os.pipe2(os.O_CLOEXEC)
         in_r = in_w = -1

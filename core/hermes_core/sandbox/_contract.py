@@ -199,6 +199,15 @@ class Sandbox(abc.ABC):
     ) -> Process:
         """Start a background process in its own process group, stdin kept open."""
 
+    async def _exec_in_fresh_shell(self, words: list[str], *, timeout: float | None, max_output: int) -> ExecResult | None:
+        """Optional fast path of :meth:`shell` while no shell has started: run ``words`` (one
+        external program with literal arguments, see :func:`simple_command`) exactly as a new
+        session shell would — the program bash finds on ``PATH``, bash's environment for it
+        (:func:`fresh_shell_child` computes both where sandbox paths are host paths), the
+        working directory, merged output cut at ``max_output``, a timeout's kill and note — or
+        return ``None`` (the default) to let the shell run it."""
+        return None
+
     async def shell(self, command: str, *, timeout: float | None = None, max_output: int | None = None) -> ExecResult:
         """Run ``command`` in this sandbox's long-lived shell: ``cd`` and ``export`` persist.
 

@@ -35,6 +35,8 @@ async def run_subprocess(
     max_output: int = DEFAULT_OUTPUT_LIMIT,
     on_start: Callable[[int], None] | None = None,
     cgroup: str | None = None,
+    executable: str | None = None,
+    died_by: list[int] | None = None,
 ) -> tuple[int, bytes, bool]:
     """Run ``argv`` in a new session; return (exit code, merged output, timed out).
 
@@ -43,13 +45,16 @@ async def run_subprocess(
 
     ``track`` holds the process group id while the command runs (so a sandbox close can kill it);
     ``on_start(pid)`` is called as soon as the process exists. ``cgroup``: a cgroup v2 directory
-    the process starts in (only where :func:`clone_into_cgroup`).
+    the process starts in (only where :func:`clone_into_cgroup`). ``executable``: the program to
+run, with ``argv[0]`` only its name (as a shell runs a command it found on ``PATH``);
+``died_by`` gets the pid and signal number when a signal ended the process.
 
     On timeout or cancellation the whole process group is killed. Output that a daemonised
     grandchild keeps open does not hang the call: reading stops shortly after the exit.
     """
     loop = asyncio.get_running_loop()
-    proc = _popen(argv, cwd, env, stdin) if cgroup is None else Cloned(argv, cwd, env, stdin is not None, cgroup)
+    proc = (_popen(argv, cwd, env, stdin, executable) if cgroup is None
+            else Cloned(argv, cwd, env, stdin is not None, cgroup, executable))
     if track is not None:
         track.add(proc.pid)
     if on_start is not None:
@@ -129,6 +134,8 @@ async def run_subprocess(
                 except OSError:
                     pass
         code = proc.wait()
+        if died_by is not None and code < 0:
+            died_by += [proc.pid, -code]
         if track is not None:
             track.discard(proc.pid)
     return exit_code(code), out.getvalue(), timed_out
@@ -161,9 +168,11 @@ async def _feed(loop: asyncio.AbstractEventLoop, proc: subprocess.Popen, data: b
             pass
 
 
-def _popen(argv: Sequence[str], cwd: str, env: Mapping[str, str], stdin: bytes | None) -> subprocess.Popen:
+def _popen(argv: Sequence[str], cwd: str, env: Mapping[str, str], stdin: bytes | None,
+           executable: str | None = None) -> subprocess.Popen:
     return subprocess.Popen(
         list(argv),
+        executable=executable,
         stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -18,8 +18,9 @@ timestamp on a filesystem whose timestamps are as coarse as a second (or a clock
 then each directory is checked in full. (A wall clock stepped back by more than that while a
 spare waits could defeat the witness; the root directory, renamed each time, is always checked.)
 
-A spare is named ``hermes-spare-*`` beside the sandboxes and carries its driver's owner record,
-so a sweep removes the spares of a dead driver like its sandboxes; a live driver removes its own
+A spare is named ``hermes-spare-*`` beside the sandboxes and carries its driver's owner record
+(the last sandbox's, when that one cannot expire; else a spare record), so a sweep removes the
+spares of a dead driver like its sandboxes, never a live driver's; a live driver removes its own
 when its Runtime closes (or at exit).
 """
 
@@ -32,7 +33,10 @@ import stat
 import time
 from pathlib import Path
 
-__all__ = ["SKELETON", "Made", "SpareDirectories"]
+__all__ = ["SKELETON", "SPARE_PREFIX", "Made", "SpareDirectories"]
+
+#: The name of a spare (beside the sandboxes; a sandbox id never starts with ``spare-``).
+SPARE_PREFIX = "hermes-spare-"
 
 #: What a sandbox directory holds (see ``LocalSandbox._start``).
 SKELETON = ("work", "home", "tmp")
@@ -125,9 +129,10 @@ class SpareDirectories:
                 _remove(target if os.path.lexists(target) else spare.root)
         return None
 
-    def give(self, made: Made, record: bytes, owner_attr: str) -> bool:
+    def give(self, made: Made, record: bytes | None, owner_attr: str) -> bool:
         """Keep ``made`` (a closed sandbox's directory whose processes are all gone) as a spare if
-        it is as it was made once its few files are unlinked; ``False``: remove it instead."""
+        it is as it was made once its few files are unlinked; ``False``: remove it instead.
+        ``record`` replaces the owner record (``None``: the one there stays)."""
         root = made.root
         parent = os.path.dirname(root)
         pool = self._spares.setdefault(parent, [])
@@ -152,17 +157,18 @@ class SpareDirectories:
                     stamps.append(ctime)
             finally:
                 os.close(fd)
-            spare = f"{parent}/hermes-spare-{secrets.token_hex(6)}"
+            spare = f"{parent}/{SPARE_PREFIX}{secrets.token_hex(6)}"
             if os.path.lexists(spare):
                 return False
             os.rename(root, spare)
         except OSError:
             return False
-        try:
-            os.setxattr(spare, owner_attr, record, os.XATTR_REPLACE, follow_symlinks=False)
-        except OSError:
-            _remove(spare)
-            return True  # gone all the same
+        if record is not None:
+            try:
+                os.setxattr(spare, owner_attr, record, os.XATTR_REPLACE, follow_symlinks=False)
+            except OSError:
+                _remove(spare)
+                return True  # gone all the same
         pool.append(Made(spare, made.dirs, tuple(stamps)))
         return True
 

@@ -54,7 +54,8 @@ async def test_an_emptied_directory_is_the_next_sandbox_s_fresh_one(tmp_path):
     [spare] = spares(tmp_path)
     assert os.stat(spare).st_ino == ino and sorted(os.listdir(spare)) == ["home", "tmp", "work"]
     assert all(os.listdir(spare / d) == [] for d in ("work", "home", "tmp"))
-    assert json.loads(os.getxattr(spare, local.OWNER_XATTR))["spare"] is True
+    kept = json.loads(os.getxattr(spare, local.OWNER_XATTR))  # the last sandbox's: it cannot expire
+    assert (kept["pid"], kept["sandbox_id"], kept["max_lifetime"]) == (os.getpid(), a.sandbox_id, None)
 
     b = await rt.create_sandbox("local", {"root": str(tmp_path)}).start()
     assert os.stat(b.root).st_ino == ino, "the spare was not reused"
@@ -287,3 +288,23 @@ def test_a_driver_that_exits_without_closing_leaves_no_spare(tmp_path):
     """)
     subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
     assert list(tmp_path.iterdir()) == []
+
+
+async def test_a_spare_never_carries_a_lifetime_a_sweep_could_act_on(tmp_path):
+    """A sandbox with max_lifetime leaves a spare with a spare record (no lifetime): a sweep
+    while its driver lives keeps it, even long past that lifetime."""
+    rt = Runtime()
+    sb = await rt.create_sandbox("local", {"root": str(tmp_path), "max_lifetime": 1}).start()
+    await sb.close()
+    [spare] = spares(tmp_path)
+    record = json.loads(os.getxattr(spare, local.OWNER_XATTR))
+    assert record["spare"] is True and record["max_lifetime"] is None and record["pid"] == os.getpid()
+    plain = await rt.create_sandbox("local", {"root": str(tmp_path / "plain")}).start()
+    await plain.close()
+    [kept] = spares(tmp_path / "plain")
+    for root in (tmp_path, tmp_path / "plain"):
+        assert await local.sweep(None, root=str(root)) == []
+    assert spare.exists() and kept.exists()
+    # ... and a forced sweep takes both, named as spares whatever their record says
+    assert sorted(await local.sweep(None, root=str(tmp_path / "plain"), force=True)) == [str(kept)]
+    await rt.aclose()

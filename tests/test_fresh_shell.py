@@ -11,10 +11,11 @@ import asyncio
 import os
 import re
 import stat
+import subprocess
 
 import pytest
 from hermes_core import Runtime
-from hermes_core.sandbox import _cloned, simple_command
+from hermes_core.sandbox import _cloned, job_report, simple_command
 from hermes_plugins import _local_cgroup as cgroups
 
 
@@ -103,7 +104,7 @@ def _same(a, b, fresh, warm):
     def norm(r, sb):
         text = r.output.replace(str(sb.root), "<root>").replace(sb.sandbox_id, "<id>")
         # bash's report of a job killed by a signal names its pid and input line number
-        return r.exit_code, r.timed_out, re.sub(r"^bash: line \d+: \d+ ", "bash: line N: PID ", text, flags=re.M)
+        return r.exit_code, r.timed_out, re.sub(r"^bash: line \d+: +\d+ ", "bash: line N: PID ", text, flags=re.M)
     return norm(a, fresh), norm(b, warm)
 
 
@@ -191,3 +192,13 @@ async def test_a_cancelled_fast_command_leaves_no_process(pair):
         with pytest.raises(ProcessLookupError):
             os.killpg(pgid, 0)
     assert stat.S_ISDIR(os.stat(sb.workdir).st_mode)
+
+
+def test_the_job_report_pads_the_pid_as_bash_does():
+    """bash writes a job's pid in a field of five (`%5ld`): a 4-digit pid gets a space."""
+    out = subprocess.run(["bash", "--noprofile", "--norc", "-c", "set -m; sh -c 'kill -KILL $$'; :"],
+                         capture_output=True, text=True, timeout=30, check=False).stderr
+    m = re.match(r"bash: line 1: +(\d+) ", out)
+    assert m, out
+    assert job_report(int(m[1]), 9, ["sh", "-c", "kill -KILL $$"]).split("Killed")[0] == out.split("Killed")[0]
+    assert job_report(1234, 9, ["x"]).startswith("bash: line 1:  1234 Killed ")

@@ -111,7 +111,7 @@ def job_report(pid: int, signum: int, words: list[str]) -> str:
     name = signal.strsignal(signum) or f"Signal {signum}"
     if signum == signal.SIGTERM:
         return f"{name}\n"
-    return f"bash: line 1: {pid} {name:<24}{' '.join(words)}\n"
+    return f"bash: line 1: {pid:5d} {name:<24}{' '.join(words)}\n"
 
 
 def _runnable(path: str, interpreter: bool = False) -> bool:

@@ -16,6 +16,10 @@ from conftest import LIVE, TEST_IMAGE
 from hermes_core import Runtime
 
 OPTS = {"image": TEST_IMAGE, "creates_per_second": 50, "retry_backoff": 0.05}
+#: The soak injects 20 faults; one unlucky create can meet several 429s and then a 500 while it
+#: waits for the start, more than the default 5 retries (which one depends on timing: it failed
+#: once in CI). What the soak checks is cleanup under faults, so its calls may outlast them all.
+SOAK_OPTS = {**OPTS, "retries": 25}
 
 
 @pytest.mark.docker
@@ -53,7 +57,7 @@ async def test_soak_with_faults_leaves_nothing(fake):
 
     async def one(i: int) -> None:
         async with sem:
-            async with rt.rollout(backend="daytona", options=OPTS) as ctx:
+            async with rt.rollout(backend="daytona", options=SOAK_OPTS) as ctx:
                 sb = ctx.sandbox
                 if i % 7 == 3:
                     fake.vanish(sb.daytona_id)

@@ -273,18 +273,15 @@ class LocalSandbox(Sandbox):
         child = fresh_shell_child(words, self._env, self.workdir)
         if child is None:
             return None
-        died_by: list[int] = []
-        result = await self._run(words, self.workdir, child[1], None, timeout, max_output, child[0], died_by)
-        if died_by:  # the line bash adds when its foreground job dies by a signal
-            report = job_report(*died_by, words)
-            at = len(result.output) - len(timeout_note(timeout)) if result.timed_out else len(result.output)
-            result = dataclasses.replace(result, output=result.output[:at] + report + result.output[at:])
-        return result
+        return await self._run(words, self.workdir, child[1], None, timeout, max_output, child[0], as_job=True)
 
     async def _run(self, plain: list[str], cwd: str, env: Mapping[str, str], stdin: bytes | None,
                    timeout: float | None, max_output: int, executable: str | None = None,
-                   died_by: list[int] | None = None) -> ExecResult:
+                   as_job: bool = False) -> ExecResult:
+        """Run ``plain`` to completion; ``as_job``: a death by signal gets the line the session
+        shell prints for its foreground job (:func:`job_report`)."""
         self._ran = True
+        died_by: list[int] | None = [] if as_job else None
         try:
             while True:
                 argv, cgroup = self._launch(plain, direct=True)
@@ -300,6 +297,8 @@ class LocalSandbox(Sandbox):
         except (FileNotFoundError, NotADirectoryError, PermissionError) as e:
             return ExecResult(127 if isinstance(e, FileNotFoundError) else 126, f"{e}\n")
         output = data.decode("utf-8", "replace")
+        if died_by:
+            output += job_report(*died_by, plain)
         if timed_out:
             output += timeout_note(timeout)
             return ExecResult(TIMEOUT_EXIT_CODE, output, timed_out=True)

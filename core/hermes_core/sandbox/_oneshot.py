@@ -46,8 +46,8 @@ async def run_subprocess(
     ``track`` holds the process group id while the command runs (so a sandbox close can kill it);
     ``on_start(pid)`` is called as soon as the process exists. ``cgroup``: a cgroup v2 directory
     the process starts in (only where :func:`clone_into_cgroup`). ``executable``: the program to
-run, with ``argv[0]`` only its name (as a shell runs a command it found on ``PATH``);
-``died_by`` gets the pid and signal number when a signal ended the process.
+    run, with ``argv[0]`` only its name (as a shell runs a command it found on ``PATH``);
+    ``died_by`` gets the pid and signal number when a signal ended the process.
 
     On timeout or cancellation the whole process group is killed. Output that a daemonised
     grandchild keeps open does not hang the call: reading stops shortly after the exit.

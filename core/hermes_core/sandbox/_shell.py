@@ -99,7 +99,7 @@ def fresh_shell_child(words: list[str], env: Mapping[str, str], cwd: str) -> tup
     child.update(SHELL_EXPORTS)
     child["SHLVL"] = str(int(level) + 1)
     child["PWD"] = os.path.realpath(cwd)
-    child["_"] = name if "/" in name else path
+    child["_"] = path
     return path, child
 
 
@@ -297,6 +297,12 @@ class ShellSession:
         (default: the sandbox's ``output_limit``), head and tail, with a note of the cut."""
         async with self._lock:
             limit = max_output or getattr(self.sandbox, "output_limit", None) or DEFAULT_OUTPUT_LIMIT
+            if self.proc is None and (words := simple_command(command)) is not None:
+                fresh = getattr(self.sandbox, "_exec_in_fresh_shell", None)
+                result = await fresh(words, timeout=timeout, max_output=limit) if fresh else None
+                if result is not None:
+                    note, self._note = self._note, ""
+                    return dataclasses.replace(result, output=note + result.output) if note else result
             self._seq += 1
             done = self._done
             self._want = str(self._seq).encode()
@@ -305,12 +311,6 @@ class ShellSession:
             # bytes, which `read -N` takes in bulk whatever they hold (no delimiter to forge).
             script = (f"__hermes_pre {len(text)};eval \"$__hermes_cmd\" </dev/null 2>&1;"
                       f"__hermes_post {self._seq} $?\n").encode() + text
-            if self.proc is None and (words := simple_command(command)) is not None:
-                fresh = getattr(self.sandbox, "_exec_in_fresh_shell", None)
-                result = await fresh(words, timeout=timeout, max_output=limit) if fresh else None
-                if result is not None:
-                    note, self._note = self._note, ""
-                    return dataclasses.replace(result, output=note + result.output) if note else result
             # A new shell gets the command with its setup (one write, no round trip between).
             sent = await self._ensure(script)
             self._begin_capture(limit)

@@ -1,5 +1,5 @@
 """Every path a rollout takes, as a ratio to its floor: bare Python doing the same work,
-measured in the same run, interleaved (floor, hermes, floor, hermes, ...), medians.
+measured in the same run, interleaved (floor, hermes, hermes, floor, ...), medians.
 
     python bench/bench_floor.py            # medians of 30 runs per path
     python bench/bench_floor.py --quick    # 5 runs, smaller scale runs (CI smoke: no targets enforced)
@@ -31,10 +31,17 @@ Timed = Callable[[], Awaitable[float]]
 
 
 async def interleaved(floor: Timed, ours: Timed, runs: int) -> tuple[float, float]:
+    """Medians (ours, floor) of ``runs`` each, in the order F H H F F H ...: each side follows
+    the other as often as itself (what one leaves behind, e.g. asyncio's child-watcher thread
+    of the floor's subprocess still exiting, weighs on both alike)."""
     a, b = [], []
-    for _ in range(runs):
-        a.append(await floor())
-        b.append(await ours())
+    for i in range(runs):
+        if i % 2 == 0:
+            a.append(await floor())
+            b.append(await ours())
+        else:
+            b.append(await ours())
+            a.append(await floor())
     return statistics.median(b), statistics.median(a)
 
 

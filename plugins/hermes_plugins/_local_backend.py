@@ -53,6 +53,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from . import _local_cgroup as cgroups
 from . import _local_files as files
+from ._local_cgroup import SpareCgroups
 from ._local_spares import SKELETON, SPARE_PREFIX, Made, SpareDirectories
 
 #: Host variables a local sandbox inherits. Everything else (API keys, tokens) stays out
@@ -102,10 +103,12 @@ class LocalSandbox(Sandbox):
         labels: Mapping[str, str] | None = None,
         sweeper: MarkedProcessSweeper | None = None,
         spares: SpareDirectories | None = None,
+        spare_cgroups: cgroups.SpareCgroups | None = None,
     ):
         super().__init__(options or LocalOptions(), sandbox_id=sandbox_id, labels=labels)
         self._sweeper = sweeper
         self._spares = spares
+        self._spare_cgroups = spare_cgroups
         self._made: Made | None = None  # how the directory was made (to keep it as a spare)
         self.root: Path | None = None
         self._env: dict[str, str] = {}
@@ -169,7 +172,8 @@ class LocalSandbox(Sandbox):
         self._env = env
         if opts.tracking != "marker":
             cg_root = cgroups.find_root()
-            self._cgroup = cg_root.create(self.sandbox_id) if cg_root is not None else None
+            if cg_root is not None:
+                self._cgroup = (self._spare_cgroups and self._spare_cgroups.take(cg_root)) or cg_root.create(self.sandbox_id)
             if self._cgroup is None and opts.tracking == "cgroup":
                 raise SandboxError(
                     "tracking='cgroup' needs a writable cgroup hierarchy (cgroup v2 or the v1 freezer, as root); "
@@ -289,7 +293,7 @@ class LocalSandbox(Sandbox):
                     code, data, timed_out = await run_subprocess(
                         argv, cwd=cwd, env=env, stdin=stdin, timeout=timeout, track=self._pgids,
                         max_output=max_output, cgroup=cgroup, executable=executable if argv is plain else None,
-                        died_by=died_by,
+                        died_by=died_by, on_start=self._while_a_child_runs,
                     )
                     break
                 except CloneRefused:  # nothing started; clone_into_cgroup() is off: the launcher now
@@ -325,6 +329,7 @@ class LocalSandbox(Sandbox):
                     pass  # the ways below
                 else:
                     self._pgids.add(proc.pid)
+                    self._while_a_child_runs()
                     return proc
         if self._cgroup is not None and not pty and tuple(argv) == ShellSession.ARGV:
             # The session shell reads its commands from stdin: its first line joins the cgroup,
@@ -333,10 +338,17 @@ class LocalSandbox(Sandbox):
             self._pgids.add(proc.pid)
             procs = shlex.quote(str(self._cgroup.path / "cgroup.procs"))
             await proc.write(f"echo 0 > {procs} || exit 125\n".encode())
+            self._while_a_child_runs()
             return proc
         proc = await spawn_subprocess(self._launch(argv)[0], pty=pty, cwd=self._cwd(cwd), env=self._env_for(env))
         self._pgids.add(proc.pid)
         return proc
+
+    def _while_a_child_runs(self, _pid: int = 0) -> None:
+        """Work that can wait until the driver waits anyway: a spare cgroup for a later sandbox
+        (the child just started runs on its own meanwhile)."""
+        if self._cgroup is not None and self._spare_cgroups is not None:
+            self._spare_cgroups.make_one()
 
     def host_pids(self) -> list[int] | None:
         """The processes in this sandbox's cgroup (none once it is removed); ``None`` with marker
@@ -693,7 +705,10 @@ async def sweep(
         await run_teardown(sweep_marked, sandbox_id)
         await run_teardown(shutil.rmtree, d, True)
         removed.append(str(d))
+    # Empty cgroups a dead driver made ahead (never a live one's): host bookkeeping, under no
+    # ``root``, so not listed among the sandboxes removed.
+    cgroups.sweep_spares()
     return removed
 
 
-__all__ = ["LocalOptions", "LocalSandbox", "MarkedProcessSweeper", "PipeProcess", "kill_marked", "sweep", "sweep_marked"]
+__all__ = ["LocalOptions", "LocalSandbox", "MarkedProcessSweeper", "PipeProcess", "SpareCgroups", "kill_marked", "sweep", "sweep_marked"]

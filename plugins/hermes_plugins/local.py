@@ -16,20 +16,22 @@ _IMPL = "hermes_plugins._local_backend"
 
 @hookimpl
 def hermes_register_backends(registry: BackendRegistry) -> None:
-    # One process sweeper and one set of spare directories per Runtime (this hook runs once
+    # One process sweeper and one set of spare directories and cgroups per Runtime (this hook runs once
     # for each), made on first use.
     shared: list[Any] = []
 
     def factory(options: Any, *, sandbox_id: str, labels: Mapping[str, str]) -> Any:
         if not shared:
-            from ._local_backend import LocalSandbox, MarkedProcessSweeper, SpareDirectories
+            from ._local_backend import LocalSandbox, MarkedProcessSweeper, SpareCgroups, SpareDirectories
 
-            shared.extend((MarkedProcessSweeper(), SpareDirectories(), LocalSandbox))
-        return shared[2](options, sandbox_id=sandbox_id, labels=labels, sweeper=shared[0], spares=shared[1])
+            shared.extend((MarkedProcessSweeper(), SpareDirectories(), SpareCgroups(), LocalSandbox))
+        return shared[3](options, sandbox_id=sandbox_id, labels=labels, sweeper=shared[0], spares=shared[1],
+                         spare_cgroups=shared[2])
 
     def close() -> None:
         if shared:
             shared[1].drain()
+            shared[2].drain()
 
     registry.register(
         "local",

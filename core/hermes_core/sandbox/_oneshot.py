@@ -65,6 +65,9 @@ async def run_subprocess(
     rfd = proc.stdout.fileno()
     os.set_blocking(rfd, False)
 
+    # Which of the two fds the loop still watches (no redundant remove_reader at the end).
+    watched = [True, True]
+
     def on_readable() -> None:
         try:
             chunk = os.read(rfd, 1 << 16)
@@ -75,7 +78,9 @@ async def run_subprocess(
         if chunk:
             out.append(chunk)
         else:
-            loop.remove_reader(rfd)
+            if watched[0]:
+                watched[0] = False
+                loop.remove_reader(rfd)
             if not eof.done():
                 eof.set_result(None)
 
@@ -87,7 +92,9 @@ async def run_subprocess(
 
     def on_exit() -> None:
         nonlocal gone
-        loop.remove_reader(pidfd)
+        if watched[1]:
+            watched[1] = False
+            loop.remove_reader(pidfd)
         gone = True
         if not exited.done():
             exited.set_result(None)
@@ -122,8 +129,10 @@ async def run_subprocess(
             await asyncio.wait([eof], timeout=0.1 if timed_out else 0.25)
             if out.total == before:
                 break
-        loop.remove_reader(rfd)
-        loop.remove_reader(pidfd)
+        if watched[0]:
+            loop.remove_reader(rfd)
+        if watched[1]:
+            loop.remove_reader(pidfd)
         os.close(pidfd)
         proc.stdout.close()
         if writer is not None:
